@@ -1,0 +1,66 @@
+"""Data sets as uint8 image arrays with integer labels, by config name.
+
+``load_dataset("mnist")`` gives the same ``Dataset`` whatever the source;
+``data.path``, caching and verification are in ``sources``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_runner.datasets import sources
+from mnist_runner.datasets.idx import DataError
+from mnist_runner.paths import DATA_CACHE_DIR
+
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]
+
+DATASETS = ("mnist", "fashion_mnist", "digits")
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0  # fixed, so the digits test set never changes with trainer.seed
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray  # (n, height, width) uint8
+    y_train: np.ndarray  # (n,) uint8 class indices
+    x_test: np.ndarray
+    y_test: np.ndarray
+    pixel_max: int  # the largest possible pixel value: 255, or 16 for digits
+    source: str  # where the arrays came from
+    checksum: str  # SHA-256 identifying the data set's content
+    num_classes: int = 10
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.x_train.shape[1:]
+
+
+def load_dataset(name: str, path: str | None = None, cache_dir: Path = DATA_CACHE_DIR) -> Dataset:
+    """The data set ``name`` (one of ``DATASETS``), verified."""
+    if name == "digits":
+        return load_digits()
+    specs = {"mnist": sources.MNIST, "fashion_mnist": sources.FASHION_MNIST}
+    if name not in specs:
+        raise DataError(f"data.name={name!r} is not a known data set; choose one of {list(DATASETS)}")
+    arrays, source, checksum = sources.load_verified(specs[name], path, cache_dir)
+    return Dataset(name=name, pixel_max=255, source=source, checksum=checksum, **arrays)
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits, split once into training and test parts."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = sklearn_digits()
+    images = bunch.images.astype(np.uint8)  # values 0-16
+    labels = bunch.target.astype(np.uint8)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=DIGITS_TEST_FRACTION, stratify=labels, random_state=DIGITS_SPLIT_SEED
+    )
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    checksum = sources.combined_checksum(sources.check_arrays(arrays, "sklearn digits"))
+    return Dataset(name="digits", pixel_max=16, source="scikit-learn load_digits", checksum=checksum, **arrays)

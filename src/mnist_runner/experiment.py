@@ -1,0 +1,115 @@
+"""One run, start to end, in the order the data flows:
+config -> data -> split -> preprocessing -> model -> training -> test -> MLflow.
+
+Everything that can fail on bad config or data (loading, splitting, building
+the model) happens before the MLflow run starts, so a typo leaves no run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_runner import config, plots, tracking
+from mnist_runner.datasets import load_dataset
+from mnist_runner.models import build_model
+from mnist_runner.preprocess import fit_preprocessing
+from mnist_runner.splits import holdout, stratified_subset
+from mnist_runner.training import compile_model, fit, summarize_history
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    history: pd.DataFrame
+
+
+def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
+    """Train and test the configured model; record everything in one MLflow run."""
+    data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
+    log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
+    experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
+    keras.utils.set_random_seed(trainer.seed)
+
+    dataset = load_dataset(data.name, data.get("path"))
+    x, y = dataset.x_train, dataset.y_train
+    if data.train_samples is not None:
+        x, y = stratified_subset(x, y, data.train_samples, trainer.seed)
+    x_train, y_train, x_val, y_val = holdout(x, y, trainer.validation_split)
+    rescale = fit_preprocessing(cfg.preprocess.name, x_train, dataset.pixel_max)
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape, dataset.num_classes, rescale)
+    compile_model(model, trainer.optimizer, trainer.learning_rate)
+
+    tags = {
+        "model": cfg.model.name,
+        "data": dataset.name,
+        "data_source": dataset.source,
+        "data_checksum": dataset.checksum,
+        "overrides": " ".join(overrides),
+        **tracking.git_tags(),
+    }
+    run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
+    with tracking.tracked_run(experiment_id, run_name, tags) as run:
+        tracking.log_config(OmegaConf.to_container(cfg, resolve=True), config.flatten(cfg), list(overrides))
+        tracking.log_derived(
+            {
+                "derived.train_samples": len(y_train),
+                "derived.validation_samples": len(y_val),
+                "derived.test_samples": len(dataset.y_test),
+                "derived.preprocess_scale": rescale.scale,
+                "derived.preprocess_offset": rescale.offset,
+                "derived.parameters": model.count_params(),
+            }
+        )
+        fitted = fit(
+            model,
+            (x_train, y_train),
+            (x_val, y_val),
+            num_classes=dataset.num_classes,
+            epochs=trainer.epochs,
+            batch_size=trainer.batch_size,
+            seed=trainer.seed,
+            train_eval_samples=trainer.train_eval_samples,
+            early_stopping=trainer.early_stopping,
+            patience=trainer.patience,
+            callbacks=[tracking.EpochLogger()],
+        )
+        y_test_onehot = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
+        test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=trainer.batch_size, verbose=0, return_dict=True)
+        predicted = np.argmax(model.predict(dataset.x_test, batch_size=trainer.batch_size, verbose=0), axis=1)
+        metrics = {
+            "test_loss": float(test["loss"]),
+            "test_accuracy": float(test["accuracy"]),
+            **summarize_history(fitted.history),
+            "fit_seconds": fitted.seconds,
+        }
+        tracking.log_results(
+            metrics,
+            fitted.history,
+            {
+                "history": plots.history_figure(fitted.history),
+                "confusion_matrix": plots.confusion_matrix_figure(dataset.y_test, predicted, dataset.num_classes),
+            },
+        )
+        if track.log_model:
+            tracking.log_model(model, dataset.x_test[:5])
+        run_id = run.info.run_id
+
+    log.info(
+        "test_accuracy=%.4f  final_overfit_gap=%+.4f  best val_accuracy=%.4f at epoch %d  (%.1f s training)",
+        metrics["test_accuracy"], metrics["final_overfit_gap"], metrics["best_val_accuracy"],
+        metrics["best_epoch"], fitted.seconds,
+    )
+    log.info("MLflow run %s (experiment %r); open it: %s", run_id, track.experiment,
+             tracking.ui_hint(track.uri, experiment_id, run_id))
+    return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=fitted.history)
