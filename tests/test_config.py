@@ -1,0 +1,98 @@
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from mnist_runner import config
+from mnist_runner.paths import PROJECT_ROOT
+
+GROUPS = ["data", "preprocess", "model", "trainer", "tracking"]
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((config.CONFIG_DIR / group).glob("*.yaml"))]
+EXPERIMENTS = sorted(path.stem for path in config.EXPERIMENTS_DIR.glob("*.yaml"))
+
+
+def test_every_group_has_options():
+    assert {group for group, _ in OPTIONS} == set(GROUPS)
+    assert {"course_dense", "course_cnn", "keras_convnet"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_group_option_composes(compose_cfg, group, option):
+    cfg = compose_cfg(f"{group}={option}")
+    assert set(cfg) == set(GROUPS)
+    if "name" in cfg[group]:
+        assert cfg[group].name == option
+
+
+def test_defaults_are_the_course(compose_cfg):
+    cfg = compose_cfg()
+    assert (cfg.data.name, cfg.preprocess.name, cfg.model.name) == ("mnist", "scale", "dense")
+    assert cfg.data.train_samples is None and cfg.data.path is None
+    t = cfg.trainer
+    assert (t.epochs, t.batch_size, t.validation_split, t.optimizer) == (10, 128, 0.3, "rmsprop")
+    assert t.early_stopping is False
+    assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/runs/mlflow.db"
+    assert cfg.tracking.experiment == "mnist"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes(compose_cfg, name):
+    cfg = compose_cfg(f"experiment={name}")
+    assert cfg.tracking.run_name == name
+
+
+def test_experiments_set_the_course_and_keras_io_recipes(compose_cfg):
+    cnn = compose_cfg("experiment=course_cnn")
+    assert (cnn.model.name, cnn.trainer.epochs) == ("cnn", 2)
+    convnet = compose_cfg("experiment=keras_convnet")
+    assert convnet.model.conv_filters == [32, 64] and convnet.model.dropout == 0.5
+    t = convnet.trainer
+    assert (t.optimizer, t.epochs, t.validation_split, t.batch_size) == ("adam", 15, 0.1, 128)
+
+
+def test_command_line_wins_over_experiment(compose_cfg):
+    assert compose_cfg("experiment=course_cnn", "trainer.epochs=5").trainer.epochs == 5
+
+
+def test_unknown_experiment_fails_and_lists_the_known_ones(compose_cfg):
+    with pytest.raises(MissingConfigException) as error:
+        compose_cfg("experiment=does_not_exist")
+    assert "Could not find 'experiment/does_not_exist'" in str(error.value)
+    for name in EXPERIMENTS:
+        assert f"\t{name}\n" in str(error.value) + "\n"
+
+
+def test_unknown_experiment_on_the_command_line():
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), "experiment=nope", "--cfg", "job"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "Could not find 'experiment/nope'" in done.stderr
+    assert "course_dense" in done.stderr
+
+
+def test_flatten_gives_dotted_keys(compose_cfg):
+    flat = config.flatten(compose_cfg("model=cnn"))
+    assert flat["trainer.epochs"] == 10
+    assert flat["model.conv_filters"] == [32]
+    assert flat["data.path"] is None
+    assert not any(isinstance(value, dict) for value in flat.values())
+
+
+@pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"]])
+def test_help_and_cfg_do_not_import_tensorflow(flag):
+    # run.py as __main__ in one interpreter, then look at what got imported.
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['run.py', *{flag!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TF_IMPORTED' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'TF_NOT_IMPORTED')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "TF_NOT_IMPORTED" in done.stdout, done.stdout + done.stderr
+    assert ("trainer" in done.stdout) if "--cfg" in flag else ("experiment:" in done.stdout)

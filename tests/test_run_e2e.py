@@ -1,0 +1,82 @@
+"""`python run.py` as a user runs it, on real MNIST, with a temporary MLflow store."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mnist_runner.datasets.sources import MNIST, combined_checksum
+
+pytestmark = pytest.mark.e2e
+
+PER_EPOCH = ["loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "overfit_gap"]
+FINAL = ["test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "final_overfit_gap"]
+
+
+def only_run(uri):
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("mnist")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert len(runs) == 1, f"expected one run, found {len(runs)}"
+    return client, runs[0]
+
+
+def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
+    done, uri = run_cli("data.train_samples=3000", "trainer.epochs=3", "trainer.train_eval_samples=500")
+    assert done.returncode == 0, done.stderr[-3000:]
+    client, run = only_run(uri)
+    run_id = run.info.run_id
+
+    assert run.info.status == "FINISHED"
+    output = done.stdout + done.stderr
+    assert f"MLflow run {run_id}" in output and "test_accuracy=" in output
+    for name in PER_EPOCH:
+        assert [m.step for m in client.get_metric_history(run_id, name)] == [1, 2, 3], name
+    for name in FINAL:
+        assert name in run.data.metrics, name
+    assert 0.7 < run.data.metrics["test_accuracy"] <= 1.0
+    gaps = client.get_metric_history(run_id, "overfit_gap")
+    assert run.data.metrics["final_overfit_gap"] == pytest.approx(gaps[-1].value)
+
+    params = run.data.params
+    assert params["trainer.epochs"] == "3" and params["data.train_samples"] == "3000"
+    assert params["model.hidden_units"] == "[512, 256, 128, 32]"
+    assert params["derived.train_samples"] == "2100" and params["derived.validation_samples"] == "900"
+
+    tags = run.data.tags
+    assert (tags["model"], tags["data"]) == ("dense", "mnist")
+    assert "trainer.epochs=3" in tags["overrides"]
+    assert tags["data_checksum"] == combined_checksum(MNIST.sha256)
+    assert tags["git_commit"]
+
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"config.yaml", "overrides.yaml", "history.csv", "plots/history.png", "plots/confusion_matrix.png"} <= artifacts
+    history = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.csv",
+                                                              dst_path=str(tmp_path / "dl"), tracking_uri=uri))
+    assert list(history["epoch"]) == [1, 2, 3] and set(PER_EPOCH) <= set(history)
+    # Artifacts went to the configured location, not ./mlruns of the cwd.
+    assert (tmp_path / "artifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.keras.load_model(f"runs:/{run_id}/model")
+    probabilities = model.predict(np.zeros((2, 28, 28), dtype=np.uint8), verbose=0)
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_cnn_on_offline_digits(run_cli):
+    done, uri = run_cli("data=digits", "model=cnn", "trainer.epochs=2", "tracking.log_model=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, run = only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model"] == "cnn" and run.data.tags["data"] == "digits"
+
+
+def test_bad_data_path_fails_before_any_run(run_cli, tmp_path):
+    done, uri = run_cli(f"data.path={tmp_path / 'missing.npz'}")
+    assert done.returncode != 0
+    assert "missing.npz: no such file or folder" in done.stdout + done.stderr
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("mnist")
+    assert client.search_runs([experiment.experiment_id]) == []

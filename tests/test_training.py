@@ -1,0 +1,98 @@
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from mnist_runner.preprocess import Rescale, fit_preprocessing
+from mnist_runner.splits import holdout, stratified_subset
+from mnist_runner.training import GapMetrics, compile_model, eval_sample, fit, overfit_gap, summarize_history
+
+
+def test_overfit_gap_is_train_minus_validation():
+    assert overfit_gap(0.99, 0.97) == pytest.approx(0.02)
+    assert overfit_gap(0.90, 0.95) == pytest.approx(-0.05)
+
+
+def test_summarize_history_known_numbers():
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "val_accuracy": [0.90, 0.95, 0.95, 0.93],
+            "overfit_gap": [0.01, 0.02, 0.04, 0.06],
+        }
+    )
+    assert summarize_history(history) == {"best_val_accuracy": 0.95, "best_epoch": 2, "final_overfit_gap": 0.06}
+
+
+def test_gap_uses_inference_mode_training_accuracy():
+    """With heavy dropout, Keras' running training accuracy differs from the
+    model's accuracy on the same data in inference mode; the gap uses the latter."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dropout(0.8), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x[:192], y[:192], validation_data=(x[192:], y[192:]), epochs=3, verbose=0,
+                        callbacks=[GapMetrics(x[:192], y[:192], batch_size=64)])
+    logs = history.history
+    final_train = model.evaluate(x[:192], y[:192], verbose=0, return_dict=True)["accuracy"]
+    assert logs["train_eval_accuracy"][-1] == pytest.approx(final_train)
+    assert logs["overfit_gap"][-1] == pytest.approx(final_train - logs["val_accuracy"][-1])
+    assert logs["train_eval_accuracy"] != logs["accuracy"]
+
+
+def test_fit_returns_a_history_per_epoch_counted_from_one():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).integers(0, 255, size=(60, 4, 4)).astype("uint8")
+    y = np.arange(60) % 3
+    model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    compile_model(model, "sgd", 0.01)
+    result = fit(model, (x[:40], y[:40]), (x[40:], y[40:]), num_classes=3, epochs=3, batch_size=16, seed=0,
+                 train_eval_samples=10, early_stopping=False, patience=1)
+    assert list(result.history["epoch"]) == [1, 2, 3]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "overfit_gap"} <= set(result.history)
+
+
+def test_unknown_optimizer_is_named():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"trainer.optimizer='adamm': choose one of .*'adam'"):
+        compile_model(model, "adamm", 0.001)
+
+
+def test_eval_sample_is_fixed_size_and_seeded():
+    x, y = np.arange(100), np.arange(100)
+    xs, ys = eval_sample(x, y, 10, seed=3)
+    assert len(xs) == 10 and (xs == ys).all()
+    assert (eval_sample(x, y, 10, seed=3)[0] == xs).all()
+    assert len(eval_sample(x, y, None, seed=3)[0]) == 100
+
+
+def test_holdout_matches_keras_validation_split():
+    x, y = np.arange(10), np.arange(10)
+    x_train, y_train, x_val, y_val = holdout(x, y, 0.3)
+    assert list(x_train) == list(range(7)) and list(x_val) == [7, 8, 9]
+    with pytest.raises(ValueError, match="trainer.validation_split=1.5"):
+        holdout(x, y, 1.5)
+
+
+def test_stratified_subset_keeps_class_proportions():
+    y = np.array([0] * 800 + [1] * 200)
+    x = np.arange(1000)
+    x_sub, y_sub = stratified_subset(x, y, 100, seed=0)
+    assert len(y_sub) == 100 and (y_sub == 1).sum() == 20
+    assert (y[x_sub] == y_sub).all()
+    with pytest.raises(ValueError, match="data.train_samples=2000: must be between 1 and 1000"):
+        stratified_subset(x, y, 2000, seed=0)
+
+
+def test_preprocessing_numbers():
+    x = np.array([[0, 255], [255, 0]], dtype=np.uint8)
+    assert fit_preprocessing("scale", x, 255) == Rescale(1 / 255, 0.0)
+    assert fit_preprocessing("none", x, 255) == Rescale(1.0, 0.0)
+    standardize = fit_preprocessing("standardize", x, 255)
+    scaled = x * standardize.scale + standardize.offset
+    assert scaled.mean() == pytest.approx(0.0) and scaled.std() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="preprocess.name='zca'"):
+        fit_preprocessing("zca", x, 255)
