@@ -2,26 +2,63 @@
 
 Hydra composes the config from conf/ (and a preset from experiments/) and the
 command line; ``mnist_runner.experiment.run_experiment`` does the work.
-TensorFlow is imported only inside ``main``, so ``--help`` and ``--cfg`` are fast.
+TensorFlow is imported only after the config is validated, so ``--help``,
+``--cfg`` and config errors are fast.
+
+Exit codes: 0 done, 1 the run failed, 2 bad command line, config or data
+(nothing was run), 130 / 143 interrupted by Ctrl-C / SIGTERM.
 """
+
+import logging
+import os
+import signal
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_runner import config
+from mnist_runner import config, errors, schema
 
 config.register()
+log = logging.getLogger("run")
+task_started = False
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from mnist_runner.experiment import run_experiment
+    global task_started
+    task_started = True
+    try:
+        schema.validate(cfg)
+        from mnist_runner.experiment import run_experiment
 
-    result = run_experiment(cfg, overrides=list(HydraConfig.get().overrides.task))
+        result = run_experiment(cfg, overrides=list(HydraConfig.get().overrides.task))
+    except errors.UserError as error:
+        # In a sweep the launcher records the failed job and goes on.
+        if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", error)
+        sys.exit(error.exit_code)
     # What a Hydra sweeper would optimise.
     return result.metrics["best_val_accuracy"]
 
 
+def cli() -> None:
+    signal.signal(signal.SIGTERM, errors.raise_interrupted)
+    try:
+        main()
+    except SystemExit as done:
+        # Hydra exits 1 after printing why it could not compose the config
+        # (unknown option or key, wrong type): a usage error.
+        if done.code == 1 and not task_started:
+            sys.exit(errors.EXIT_USAGE)
+        raise
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted ({interrupt})", file=sys.stderr)
+        sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -29,13 +29,15 @@ def run_cli(tmp_path):
     Hydra dir; returns (completed process, tracking uri)."""
 
     def _run(*overrides: str, timeout: int = 600):
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        command = [
-            sys.executable, str(PROJECT_ROOT / "run.py"), *overrides,
-            f"tracking.uri={uri}",
-            f"tracking.artifact_location={tmp_path / 'artifacts'}",
-            f"hydra.run.dir={tmp_path / 'hydra'}",
-        ]
+        defaults = {
+            "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "tracking.artifact_location": str(tmp_path / "artifacts"),
+            "hydra.run.dir": str(tmp_path / "hydra"),
+        }
+        given = dict(o.split("=", 1) for o in overrides if "=" in o)
+        uri = given.get("tracking.uri", defaults["tracking.uri"])
+        extra = [f"{key}={value}" for key, value in defaults.items() if key not in given]
+        command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *extra]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
         return done, uri

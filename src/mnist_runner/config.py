@@ -13,6 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.schema import register_schemas
 
 CONFIG_DIR = PROJECT_ROOT / "conf"
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
@@ -22,6 +23,7 @@ def register() -> None:
     """Make the project's config pieces known to Hydra; safe to call twice."""
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    register_schemas()
     register_experiments(EXPERIMENTS_DIR)
 
 

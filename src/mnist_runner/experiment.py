@@ -1,8 +1,9 @@
 """One run, start to end, in the order the data flows:
 config -> data -> split -> preprocessing -> model -> training -> test -> MLflow.
 
-Everything that can fail on bad config or data (loading, splitting, building
-the model) happens before the MLflow run starts, so a typo leaves no run behind.
+Everything that can fail on bad config or data (validation, loading,
+splitting, building the model) happens before the MLflow run starts, so a
+typo leaves no run behind.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Sequence
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_runner import config, plots, tracking
+from mnist_runner import config, schema, tracking
 from mnist_runner.datasets import load_dataset
 from mnist_runner.models import build_model
 from mnist_runner.preprocess import fit_preprocessing
 from mnist_runner.splits import holdout, stratified_subset
-from mnist_runner.training import compile_model, fit, summarize_history
+from mnist_runner.training import compile_model, fit, history_frame, summarize_history
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,13 @@ class RunResult:
 
 def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     """Train and test the configured model; record everything in one MLflow run."""
+    schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
     experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
-    keras.utils.set_random_seed(trainer.seed)
+    seed_everything(trainer.seed, trainer.deterministic)
 
-    dataset = load_dataset(data.name, data.get("path"))
+    dataset = load_dataset(data.name, data.path)
     x, y = dataset.x_train, dataset.y_train
     if data.train_samples is not None:
         x, y = stratified_subset(x, y, data.train_samples, trainer.seed)
@@ -55,8 +58,9 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
         "data": dataset.name,
         "data_source": dataset.source,
         "data_checksum": dataset.checksum,
-        "overrides": " ".join(overrides),
+        "overrides": " ".join(tracking.redact_override(o) for o in overrides),
         **tracking.git_tags(),
+        **tracking.environment_tags(),
     }
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
     with tracking.tracked_run(experiment_id, run_name, tags) as run:
@@ -71,19 +75,27 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
                 "derived.parameters": model.count_params(),
             }
         )
-        fitted = fit(
-            model,
-            (x_train, y_train),
-            (x_val, y_val),
-            num_classes=dataset.num_classes,
-            epochs=trainer.epochs,
-            batch_size=trainer.batch_size,
-            seed=trainer.seed,
-            train_eval_samples=trainer.train_eval_samples,
-            early_stopping=trainer.early_stopping,
-            patience=trainer.patience,
-            callbacks=[tracking.EpochLogger()],
-        )
+        try:
+            fitted = fit(
+                model,
+                (x_train, y_train),
+                (x_val, y_val),
+                num_classes=dataset.num_classes,
+                epochs=trainer.epochs,
+                batch_size=trainer.batch_size,
+                seed=trainer.seed,
+                train_eval_samples=trainer.train_eval_samples,
+                early_stopping=trainer.early_stopping,
+                patience=trainer.patience,
+                callbacks=[tracking.EpochLogger()],
+            )
+        except BaseException:
+            # Interrupted or diverged: keep the epochs that did complete.
+            completed = getattr(getattr(model, "history", None), "history", None)
+            if completed:
+                tracking.log_history(history_frame(completed))
+            raise
+        tracking.log_history(fitted.history)
         y_test_onehot = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
         test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=trainer.batch_size, verbose=0, return_dict=True)
         predicted = np.argmax(model.predict(dataset.x_test, batch_size=trainer.batch_size, verbose=0), axis=1)
@@ -93,14 +105,7 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
             **summarize_history(fitted.history),
             "fit_seconds": fitted.seconds,
         }
-        tracking.log_results(
-            metrics,
-            fitted.history,
-            {
-                "history": plots.history_figure(fitted.history),
-                "confusion_matrix": plots.confusion_matrix_figure(dataset.y_test, predicted, dataset.num_classes),
-            },
-        )
+        tracking.log_test_results(metrics, dataset.y_test, predicted, dataset.num_classes)
         if track.log_model:
             tracking.log_model(model, dataset.x_test[:5])
         run_id = run.info.run_id
@@ -113,3 +118,11 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
     log.info("MLflow run %s (experiment %r); open it: %s", run_id, track.experiment,
              tracking.ui_hint(track.uri, experiment_id, run_id))
     return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=fitted.history)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, also make
+    TensorFlow's ops deterministic, so the same seed gives the same numbers."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

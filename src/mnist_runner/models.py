@@ -14,8 +14,7 @@ import keras
 from keras import layers
 
 from mnist_runner.preprocess import Rescale
-
-MODEL_TYPES = ("dense", "cnn")
+from mnist_runner.schema import MODEL_TYPES
 
 
 def build_model(

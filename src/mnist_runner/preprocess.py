@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PREPROCESSINGS = ("scale", "standardize", "none")
+from mnist_runner.schema import PREPROCESSINGS
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ functions in order and never touches MLflow itself.
 from __future__ import annotations
 
 import contextlib
-import signal
+import platform
+import re
 import subprocess
-import threading
+import urllib.request
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -18,58 +20,78 @@ import mlflow
 import numpy as np
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from mnist_runner import plots
+from mnist_runner.errors import UserError
 from mnist_runner.paths import PROJECT_ROOT
 
 UI_PORT = 5000
 
 
+class TrackingError(UserError):
+    """The tracking store cannot be used; the message names the URI."""
+
+
 def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
     """Point MLflow at ``uri`` and return the id of ``experiment``, created if new.
 
-    A new experiment keeps its artifacts under ``artifact_location``; without
-    one MLflow would put them in ``./mlruns`` of whatever the cwd is.
+    Called before any data is loaded, so an unreachable or unwritable store
+    fails within seconds. A new experiment keeps its artifacts under
+    ``artifact_location``; without one MLflow would put them in ``./mlruns``
+    of whatever the cwd is.
     """
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        try:
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrackingError(f"tracking.uri={uri}: cannot create the store's folder ({error})") from error
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    location = Path(artifact_location).resolve().as_uri() if artifact_location else None
     try:
-        return client.create_experiment(experiment, artifact_location=location)
-    except MlflowException:  # created by a concurrent job in the meantime
-        return client.get_experiment_by_name(experiment).experiment_id
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        location = Path(artifact_location).resolve().as_uri() if artifact_location else None
+        try:
+            return client.create_experiment(experiment, artifact_location=location)
+        except MlflowException:  # created by a concurrent job in the meantime
+            return client.get_experiment_by_name(experiment).experiment_id
+    except MlflowException as error:
+        raise TrackingError(f"tracking.uri={uri}: the MLflow store is not usable ({error})") from error
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on a server that is down: MLflow's client would retry for minutes."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            response.read()
+    except (OSError, ValueError) as error:
+        raise TrackingError(
+            f"tracking.uri={uri}: no MLflow server answers there ({error}); start one "
+            "(`make ui` serves the local store) or choose another tracking.uri"
+        ) from error
 
 
 @contextlib.contextmanager
 def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """One MLflow run, always closed: FINISHED, FAILED on an error, KILLED on
-    Ctrl-C or SIGTERM (which would otherwise end Python without cleanup)."""
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
-            try:
-                yield run
-            except KeyboardInterrupt:
-                mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-                raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+    """One MLflow run, always closed: FINISHED; FAILED on an error, with its
+    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.set_tag("failure_reason", "interrupted")
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
+        except Exception as error:
+            mlflow.set_tag("failure_reason", f"{type(error).__name__}: {error}"[:5000])
+            raise
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -80,11 +102,36 @@ class EpochLogger(keras.callbacks.Callback):
         mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch + 1)
 
 
+# Config keys that look like credentials; their values never reach MLflow.
+SECRET_KEY = re.compile(r"token|password|passwd|secret|key", re.IGNORECASE)
+URI_PASSWORD = re.compile(r"(://[^/:@]+:)[^/@]+@")
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """``value`` with credentials masked: values under secret-looking keys, and
+    passwords inside URIs (``http://user:pw@host``)."""
+    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+        return "***"
+    if isinstance(value, dict):
+        return {k: redact(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key) for v in value]
+    if isinstance(value, str):
+        return URI_PASSWORD.sub(r"\1***@", value)
+    return value
+
+
+def redact_override(override: str) -> str:
+    key, sep, value = override.partition("=")
+    return f"{key}{sep}{redact(value, key.lstrip('+~'))}" if sep else override
+
+
 def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides: list[str]) -> None:
-    """The config as params (dotted keys) and as ``config.yaml``, with the overrides."""
-    mlflow.log_params(flat_params)
-    mlflow.log_text(yaml.safe_dump(resolved, sort_keys=False), "config.yaml")
-    mlflow.log_text(yaml.safe_dump(list(overrides)), "overrides.yaml")
+    """The config as params (dotted keys) and as ``config.yaml``, with the
+    overrides; credentials masked."""
+    mlflow.log_params({key: redact(value, key) for key, value in flat_params.items()})
+    mlflow.log_text(yaml.safe_dump(redact(resolved), sort_keys=False), "config.yaml")
+    mlflow.log_text(yaml.safe_dump([redact_override(o) for o in overrides]), "overrides.yaml")
 
 
 def log_derived(values: Mapping[str, Any]) -> None:
@@ -92,13 +139,18 @@ def log_derived(values: Mapping[str, Any]) -> None:
     mlflow.log_params(dict(values))
 
 
-def log_results(
-    metrics: Mapping[str, float], history: pd.DataFrame, figures: Mapping[str, Figure]
+def log_history(history: pd.DataFrame) -> None:
+    """``history.csv`` and ``plots/history.png``: also logged for an interrupted
+    run, with the epochs completed so far."""
+    mlflow.log_text(history.to_csv(index=False), "history.csv")
+    mlflow.log_figure(plots.history_figure(history), "plots/history.png")
+
+
+def log_test_results(
+    metrics: Mapping[str, float], y_true: np.ndarray, y_pred: np.ndarray, num_classes: int
 ) -> None:
     mlflow.log_metrics(dict(metrics))
-    mlflow.log_text(history.to_csv(index=False), "history.csv")
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}.png")
+    mlflow.log_figure(plots.confusion_matrix_figure(y_true, y_pred, num_classes), "plots/confusion_matrix.png")
 
 
 def log_model(model: keras.Model, example: np.ndarray) -> None:
@@ -130,6 +182,17 @@ def git_tags() -> dict[str, str]:
 
     commit = git("rev-parse", "HEAD")
     return {"git_commit": commit or "unknown", "git_dirty": str(bool(git("status", "--porcelain"))).lower()}
+
+
+def environment_tags() -> dict[str, str]:
+    """What software produced the run, to repeat it."""
+    tags = {"python_version": platform.python_version()}
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "mlflow", "hydra-core", "numpy"):
+        try:
+            tags[f"version.{package}"] = version(package)
+        except PackageNotFoundError:  # e.g. tensorflow when tensorflow-cpu is installed
+            continue
+    return tags
 
 
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "nadam", "adagrad", "adadelta", "adamax")
+from mnist_runner.errors import RunFailed
+from mnist_runner.schema import OPTIMIZERS
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ def fit(
     x_val, y_val = validation[0], keras.utils.to_categorical(validation[1], num_classes)
     x_eval, y_eval = eval_sample(x_train, y_train, train_eval_samples, seed)
     # GapMetrics first: the callbacks after it (and Keras' own) see the gap.
-    all_callbacks = [GapMetrics(x_eval, y_eval, batch_size), *callbacks]
+    # TerminateOnNaN stops at the first non-finite batch loss instead of
+    # training on for the remaining epochs.
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), GapMetrics(x_eval, y_eval, batch_size), *callbacks]
     if early_stopping:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
@@ -103,9 +106,20 @@ def fit(
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = time.perf_counter() - start
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame = history_frame(history.history)
+    if len(frame) and not np.isfinite(frame["loss"].iloc[-1]):
+        raise RunFailed(
+            f"training diverged: the loss became {frame['loss'].iloc[-1]} in epoch {len(frame)}; "
+            "try a smaller trainer.learning_rate"
+        )
     return FitResult(history=frame, seconds=seconds)
+
+
+def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
+    """Keras' ``History.history`` as a table, one row per epoch, ``epoch`` from 1."""
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame
 
 
 def summarize_history(history: pd.DataFrame) -> dict[str, float]:

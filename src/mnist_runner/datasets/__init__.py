@@ -14,10 +14,11 @@ import numpy as np
 from mnist_runner.datasets import sources
 from mnist_runner.datasets.idx import DataError
 from mnist_runner.paths import DATA_CACHE_DIR
+from mnist_runner.schema import DATASET_TRAIN_SIZES
 
 __all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]
 
-DATASETS = ("mnist", "fashion_mnist", "digits")
+DATASETS = tuple(DATASET_TRAIN_SIZES)
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed, so the digits test set never changes with trainer.seed
 

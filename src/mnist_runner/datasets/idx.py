@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_runner.errors import UserError
+
 UBYTE = 0x08  # the only type code MNIST-style files use
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file or array is unusable; the message names it and the fix."""
 
 
