@@ -8,7 +8,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data-sources data run test ui clean
+.PHONY: help install data-sources data run sweep compare test ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ data: ## Fetch, verify and cache MNIST and Fashion-MNIST under runs/data
 
 run: ## Train and track one run: make run ARGS="model=cnn trainer.epochs=3"
 	$(BIN)/python run.py $(ARGS)
+
+sweep: ## The overfitting-gap sweep on MNIST (16 jobs, ~10 min): experiments/overfitting_gap.yaml
+	$(BIN)/python run.py experiment=overfitting_gap $(ARGS)
+
+compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
+	$(BIN)/python -m mnist_runner.compare $(ARGS)
 
 test: ## Run the test suite (about 2 minutes)
 	$(BIN)/python -m pytest

@@ -3,7 +3,8 @@
 Hydra composes the config from conf/ (and a preset from experiments/) and the
 command line; ``mnist_runner.experiment.run_experiment`` does the work.
 TensorFlow is imported only after the config is validated, so ``--help``,
-``--cfg`` and config errors are fast.
+``--cfg`` and config errors are fast. With ``-m`` (or a sweep preset) every
+job is a child run of one MLflow parent run (``mnist_runner.sweep``).
 
 Exit codes: 0 done, 1 the run failed, 2 bad command line, config or data
 (nothing was run), 130 / 143 interrupted by Ctrl-C / SIGTERM.
@@ -13,13 +14,14 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_runner import config, errors, schema
+from mnist_runner import config, errors, schema, sweep
 
 config.register()
 log = logging.getLogger("run")
@@ -30,14 +32,21 @@ task_started = False
 def main(cfg: DictConfig) -> float:
     global task_started
     task_started = True
+    hydra_cfg = HydraConfig.get()
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         schema.validate(cfg)
         from mnist_runner.experiment import run_experiment
 
-        result = run_experiment(cfg, overrides=list(HydraConfig.get().overrides.task))
-    except errors.UserError as error:
-        # In a sweep the launcher records the failed job and goes on.
-        if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        sweep_info = sweep.read_sweep_info(Path(hydra_cfg.sweep.dir)) if in_sweep else None
+        result = run_experiment(cfg, overrides=list(hydra_cfg.overrides.task), sweep=sweep_info)
+    except Exception as error:
+        if in_sweep:
+            # The run is recorded FAILED with its reason; the other jobs go on
+            # and the sweep's report shows it.
+            log.error("job failed: %s", error, exc_info=not isinstance(error, errors.UserError))
+            return float("nan")
+        if not isinstance(error, errors.UserError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", error)
         sys.exit(error.exit_code)
@@ -56,8 +65,12 @@ def cli() -> None:
             sys.exit(errors.EXIT_USAGE)
         raise
     except KeyboardInterrupt as interrupt:
+        sweep.abort_active_sweep("KILLED")
         print(f"interrupted ({interrupt})", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
+    except BaseException:
+        sweep.abort_active_sweep("FAILED")
+        raise
 
 
 if __name__ == "__main__":

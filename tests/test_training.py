@@ -18,10 +18,17 @@ def test_summarize_history_known_numbers():
         {
             "epoch": [1, 2, 3, 4],
             "val_accuracy": [0.90, 0.95, 0.95, 0.93],
+            "val_loss": [0.30, 0.20, 0.18, 0.25],
             "overfit_gap": [0.01, 0.02, 0.04, 0.06],
         }
     )
-    assert summarize_history(history) == {"best_val_accuracy": 0.95, "best_epoch": 2, "final_overfit_gap": 0.06}
+    assert summarize_history(history) == {
+        "best_val_accuracy": 0.95,
+        "best_epoch": 2,
+        "best_epoch_overfit_gap": 0.02,
+        "final_overfit_gap": 0.06,
+        "overfit_epoch": 3,
+    }
 
 
 def test_gap_uses_inference_mode_training_accuracy():

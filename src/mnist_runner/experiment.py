@@ -23,6 +23,7 @@ from mnist_runner.datasets import load_dataset
 from mnist_runner.models import build_model
 from mnist_runner.preprocess import fit_preprocessing
 from mnist_runner.splits import holdout, stratified_subset
+from mnist_runner.sweep import SweepInfo
 from mnist_runner.training import compile_model, fit, history_frame, summarize_history
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,9 @@ class RunResult:
     history: pd.DataFrame
 
 
-def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
-    """Train and test the configured model; record everything in one MLflow run."""
+def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepInfo | None = None) -> RunResult:
+    """Train and test the configured model; record everything in one MLflow run
+    (a child of the sweep's parent run when ``sweep`` is given)."""
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
@@ -61,9 +63,11 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
         "overrides": " ".join(tracking.redact_override(o) for o in overrides),
         **tracking.git_tags(),
         **tracking.environment_tags(),
+        **({"sweep_id": sweep.sweep_id} if sweep else {}),
     }
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
-    with tracking.tracked_run(experiment_id, run_name, tags) as run:
+    parent_run_id = sweep.parent_run_id if sweep else None
+    with tracking.tracked_run(experiment_id, run_name, tags, parent_run_id) as run:
         tracking.log_config(OmegaConf.to_container(cfg, resolve=True), config.flatten(cfg), list(overrides))
         tracking.log_derived(
             {
@@ -121,8 +125,10 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunResult:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and TensorFlow; with ``deterministic``, also make
-    TensorFlow's ops deterministic, so the same seed gives the same numbers."""
+    """A fresh Keras state seeded for this run: a job of a sweep run in the same
+    process gives the numbers it gives alone. With ``deterministic``, also
+    TensorFlow's op determinism."""
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -79,10 +79,15 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[mlflow.ActiveRun]:
+def tracked_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
     """One MLflow run, always closed: FINISHED; FAILED on an error, with its
-    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM."""
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM. In a
+    sweep it is a child of the sweep's parent run."""
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
+    ) as run:
         try:
             yield run
         except KeyboardInterrupt:

@@ -123,11 +123,14 @@ def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def summarize_history(history: pd.DataFrame) -> dict[str, float]:
-    """Final numbers of a training history: best validation accuracy and its
-    epoch (the first, on ties), and the gap at the last epoch."""
+    """Final numbers of a training history: the best validation accuracy, its
+    epoch (the first, on ties) and the gap there; the gap at the last epoch;
+    and ``overfit_epoch``, where validation loss stopped improving (its minimum)."""
     best = history.loc[history["val_accuracy"].idxmax()]
     return {
         "best_val_accuracy": float(best["val_accuracy"]),
         "best_epoch": int(best["epoch"]),
+        "best_epoch_overfit_gap": float(best["overfit_gap"]),
         "final_overfit_gap": float(history["overfit_gap"].iloc[-1]),
+        "overfit_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"]),
     }

@@ -1,0 +1,104 @@
+"""Real multiruns of `python run.py -m`, each with a temporary MLflow store."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mnist_runner.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def multirun(tmp_path, *overrides, name="sweep"):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [
+        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", *overrides, "tracking.log_model=false",
+        f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"hydra.sweep.dir={tmp_path / name}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    return done, uri
+
+
+def sweep_runs(uri):
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("mnist")
+    if experiment is None:
+        return client, [], []
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    return client, parents, children
+
+
+def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
+    done, uri = multirun(
+        tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "model=dense,cnn", "model.dropout=0.0,0.5", "trainer.epochs=1", "data.train_samples=500",
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    client, parents, children = sweep_runs(uri)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["sweep_id"] for c in children} == {parent.data.tags["sweep_id"]}
+    assert parent.data.params["sweep.model"] == "dense,cnn"
+    assert parent.data.params["sweep.model.dropout"] == "0.0,0.5"
+    assert parent.data.metrics["jobs_finished"] == 4
+
+    report_dir = tmp_path / "sweep" / "report"
+    table = pd.read_csv(report_dir / "gap_report.csv")
+    assert len(table) == 4
+    assert {"model", "model.dropout", "train_acc", "val_acc", "test_acc", "gap_final", "gap_best",
+            "best_epoch", "overfit_epoch", "duration_s", "status"} <= set(table.columns)
+    assert set(table["run_id"]) == {c.info.run_id for c in children}
+    assert "overfitting-gap report (4 runs" in output
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/gap_report.csv", "report/gap_report.md", "report/gap_per_epoch.png",
+            "report/final_gap_by_config.png", "report/test_accuracy_vs_gap.png"} <= logged
+
+
+def test_failed_job_does_not_stop_the_sweep(tmp_path):
+    done, uri = multirun(tmp_path, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6",
+                         "trainer.epochs=2")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    _, parents, children = sweep_runs(uri)
+    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
+    table = pd.read_csv(tmp_path / "sweep" / "report" / "gap_report.csv")
+    assert table["status"].tolist() == ["FINISHED", "FAILED"]
+    assert table["failure"].iloc[1].startswith("RunFailed: training diverged")
+
+
+def test_one_bad_value_fails_the_sweep_before_any_job(tmp_path):
+    done, uri = multirun(tmp_path, "data=digits", "trainer.epochs=1,0")
+    assert done.returncode == 2
+    assert "sweep job data=digits trainer.epochs=0" in done.stdout + done.stderr
+    assert "trainer.epochs=0 is not allowed" in done.stdout + done.stderr
+    _, parents, children = sweep_runs(uri)
+    assert parents == [] and children == []
+
+
+def test_sequential_jobs_do_not_leak_state(tmp_path):
+    done, uri = multirun(tmp_path, "data=digits", "model=cnn", "trainer.seed=1,2", "trainer.epochs=2")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    _, _, children = sweep_runs(uri)
+    in_sweep = next(c for c in children if c.data.params["trainer.seed"] == "2")
+
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    done, alone_uri = multirun(alone_dir, "data=digits", "model=cnn", "trainer.seed=2", "trainer.epochs=2")
+    assert done.returncode == 0
+    _, _, alone = sweep_runs(alone_uri)
+    drop = {"fit_seconds"}
+    assert {k: v for k, v in in_sweep.data.metrics.items() if k not in drop} == \
+           {k: v for k, v in alone[0].data.metrics.items() if k not in drop}
