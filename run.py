@@ -29,7 +29,7 @@ task_started = False
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> dict | None:
     global task_started
     task_started = True
     hydra_cfg = HydraConfig.get()
@@ -40,18 +40,21 @@ def main(cfg: DictConfig) -> float:
 
         sweep_info = sweep.read_sweep_info(Path(hydra_cfg.sweep.dir)) if in_sweep else None
         result = run_experiment(cfg, overrides=list(hydra_cfg.overrides.task), sweep=sweep_info)
+    except errors.RunPruned as pruned:
+        log.info("%s", pruned)
+        return {"pruned": True}
     except Exception as error:
         if in_sweep:
             # The run is recorded FAILED with its reason; the other jobs go on
             # and the sweep's report shows it.
             log.error("job failed: %s", error, exc_info=not isinstance(error, errors.UserError))
-            return float("nan")
+            return None
         if not isinstance(error, errors.UserError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", error)
         sys.exit(error.exit_code)
-    # What a Hydra sweeper would optimise.
-    return result.metrics["best_val_accuracy"]
+    # What a search sweeper optimises (hydra/sweeper=optuna_search).
+    return result.metrics
 
 
 def cli() -> None:

@@ -23,6 +23,12 @@ class RunFailed(UserError):
     exit_code = EXIT_FAILED
 
 
+class RunPruned(Exception):
+    """A hyperparameter search stopped this trial early; its run ends KILLED."""
+
+    run_status = "KILLED"
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM; ``exit_code`` follows the shell's 128 + signal number."""
 

@@ -91,7 +91,7 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepI
                 train_eval_samples=trainer.train_eval_samples,
                 early_stopping=trainer.early_stopping,
                 patience=trainer.patience,
-                callbacks=[tracking.EpochLogger()],
+                callbacks=[tracking.EpochLogger(), *search_callbacks(cfg)],
             )
         except BaseException:
             # Interrupted or diverged: keep the epochs that did complete.
@@ -122,6 +122,18 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepI
     log.info("MLflow run %s (experiment %r); open it: %s", run_id, track.experiment,
              tracking.ui_hint(track.uri, experiment_id, run_id))
     return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=fitted.history)
+
+
+def search_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
+    """A trial of a pruning hyperparameter search reports its epochs to Optuna
+    (``search.*`` is set by the search sweeper)."""
+    if "search" not in cfg or cfg.search.warmup_epochs is None:
+        return []
+    from mnist_runner.pruning import PruningReporter
+    from mnist_runner.search import median_pruner
+
+    trial = cfg.search
+    return [PruningReporter(trial.storage, trial.study_name, trial.trial_number, median_pruner(trial.warmup_epochs))]
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -59,8 +59,10 @@ def expand_grid(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
             choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
             if key not in swept:
                 swept.append(key)
-        elif override.is_sweep_override():  # ranges and intervals are for search sweepers
+        elif override.is_sweep_override():  # intervals: a search sweeper samples them
             choices.pop(key, None)
+            if key not in swept:
+                swept.append(key)
         else:
             choices[key] = [f"{key}={override.get_value_element_as_str()}"]
             if key in swept:
@@ -87,7 +89,9 @@ class SweepCallback(Callback):
             if any(key.lstrip("+~").startswith("tracking.") for key in swept):
                 raise UserError("tracking.* cannot be swept: all jobs of a sweep log to one store and experiment")
             validate_jobs(config_name or "config", jobs)
-            info = start_parent_run(config, swept, len(jobs))
+            # A search runs n_trials jobs, not the grid of its choices.
+            n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
+            info = start_parent_run(config, swept, n_jobs)
         except UserError as error:
             log.error("%s", error)
             sys.exit(error.exit_code)
@@ -95,7 +99,7 @@ class SweepCallback(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(info), indent=2))
         SweepCallback.active = info
-        log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, len(jobs), info.parent_run_id)
+        log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, n_jobs, info.parent_run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         info = read_sweep_info(Path(config.hydra.sweep.dir))

@@ -96,6 +96,8 @@ def tracked_run(
             raise
         except Exception as error:
             mlflow.set_tag("failure_reason", f"{type(error).__name__}: {error}"[:5000])
+            if hasattr(error, "run_status"):  # e.g. a pruned search trial: KILLED, not FAILED
+                mlflow.end_run(error.run_status)
             raise
 
 
