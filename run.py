@@ -38,8 +38,11 @@ def main(cfg: DictConfig) -> dict | None:
         schema.validate(cfg)
         from mnist_runner.experiment import run_experiment
 
-        sweep_info = sweep.read_sweep_info(Path(hydra_cfg.sweep.dir)) if in_sweep else None
-        result = run_experiment(cfg, overrides=list(hydra_cfg.overrides.task), sweep=sweep_info)
+        if cfg.resume:
+            result = resume(cfg)
+        else:
+            sweep_info = sweep.read_sweep_info(Path(hydra_cfg.sweep.dir)) if in_sweep else None
+            result = run_experiment(cfg, overrides=list(hydra_cfg.overrides.task), sweep=sweep_info)
     except errors.RunPruned as pruned:
         log.info("%s", pruned)
         return {"pruned": True}
@@ -55,6 +58,19 @@ def main(cfg: DictConfig) -> dict | None:
         sys.exit(error.exit_code)
     # What a search sweeper optimises (hydra/sweeper=optuna_search).
     return result.metrics
+
+
+def resume(cfg: DictConfig):
+    """Continue an interrupted run with the config it logged (in the store of
+    ``tracking.uri``), from its last checkpoint."""
+    from omegaconf import OmegaConf
+
+    from mnist_runner import tracking
+    from mnist_runner.experiment import run_experiment
+
+    stored = OmegaConf.create(tracking.load_run_config(cfg.tracking.uri, cfg.resume))
+    stored.tracking.uri = cfg.tracking.uri
+    return run_experiment(stored, resume_run_id=cfg.resume)
 
 
 def cli() -> None:

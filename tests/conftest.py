@@ -33,6 +33,7 @@ def run_cli(tmp_path):
             "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "tracking.artifact_location": str(tmp_path / "artifacts"),
             "hydra.run.dir": str(tmp_path / "hydra"),
+            "trainer.checkpoint_dir": str(tmp_path / "checkpoints"),
         }
         given = dict(o.split("=", 1) for o in overrides if "=" in o)
         uri = given.get("tracking.uri", defaults["tracking.uri"])

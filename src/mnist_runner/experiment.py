@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import keras
@@ -18,7 +19,7 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_runner import config, schema, tracking
+from mnist_runner import checkpoints, config, schema, tracking
 from mnist_runner.datasets import load_dataset
 from mnist_runner.models import build_model
 from mnist_runner.preprocess import fit_preprocessing
@@ -37,9 +38,15 @@ class RunResult:
     history: pd.DataFrame
 
 
-def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepInfo | None = None) -> RunResult:
+def run_experiment(
+    cfg: DictConfig,
+    overrides: Sequence[str] = (),
+    sweep: SweepInfo | None = None,
+    resume_run_id: str | None = None,
+) -> RunResult:
     """Train and test the configured model; record everything in one MLflow run
-    (a child of the sweep's parent run when ``sweep`` is given)."""
+    (a child of the sweep's parent run when ``sweep`` is given). With
+    ``resume_run_id``, continue that interrupted run from its last checkpoint."""
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
@@ -52,33 +59,48 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepI
         x, y = stratified_subset(x, y, data.train_samples, trainer.seed)
     x_train, y_train, x_val, y_val = holdout(x, y, trainer.validation_split)
     rescale = fit_preprocessing(cfg.preprocess.name, x_train, dataset.pixel_max)
-    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape, dataset.num_classes, rescale)
-    compile_model(model, trainer.optimizer, trainer.learning_rate)
+    if resume_run_id:
+        model, initial_epoch = checkpoints.load_checkpoint(checkpoint_folder(cfg, resume_run_id), resume_run_id)
+    else:
+        model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape,
+                            dataset.num_classes, rescale)
+        compile_model(model, trainer.optimizer, trainer.learning_rate)
+        initial_epoch = 0
 
     tags = {
         "model": cfg.model.name,
         "data": dataset.name,
         "data_source": dataset.source,
         "data_checksum": dataset.checksum,
-        "overrides": " ".join(tracking.redact_override(o) for o in overrides),
         **tracking.git_tags(),
         **tracking.environment_tags(),
-        **({"sweep_id": sweep.sweep_id} if sweep else {}),
     }
+    if resume_run_id:
+        tags["resumed_from_epoch"] = str(initial_epoch)
+    else:
+        tags["overrides"] = " ".join(tracking.redact_override(o) for o in overrides)
+        if sweep:
+            tags["sweep_id"] = sweep.sweep_id
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
     parent_run_id = sweep.parent_run_id if sweep else None
-    with tracking.tracked_run(experiment_id, run_name, tags, parent_run_id) as run:
-        tracking.log_config(OmegaConf.to_container(cfg, resolve=True), config.flatten(cfg), list(overrides))
-        tracking.log_derived(
-            {
-                "derived.train_samples": len(y_train),
-                "derived.validation_samples": len(y_val),
-                "derived.test_samples": len(dataset.y_test),
-                "derived.preprocess_scale": rescale.scale,
-                "derived.preprocess_offset": rescale.offset,
-                "derived.parameters": model.count_params(),
-            }
-        )
+    with tracking.tracked_run(experiment_id, run_name, tags, parent_run_id, resume_run_id) as run:
+        run_id = run.info.run_id
+        if not resume_run_id:
+            tracking.log_config(OmegaConf.to_container(cfg, resolve=True), config.flatten(cfg), list(overrides))
+            tracking.log_derived(
+                {
+                    "derived.train_samples": len(y_train),
+                    "derived.validation_samples": len(y_val),
+                    "derived.test_samples": len(dataset.y_test),
+                    "derived.preprocess_scale": rescale.scale,
+                    "derived.preprocess_offset": rescale.offset,
+                    "derived.parameters": model.count_params(),
+                }
+            )
+        earlier = tracking.epoch_history(run_id, initial_epoch) if initial_epoch else None
+        callbacks = [tracking.EpochLogger(), *search_callbacks(cfg)]
+        if trainer.checkpoint_dir:
+            callbacks.append(checkpoints.EpochCheckpoint(checkpoint_folder(cfg, run_id)))
         try:
             fitted = fit(
                 model,
@@ -91,28 +113,31 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepI
                 train_eval_samples=trainer.train_eval_samples,
                 early_stopping=trainer.early_stopping,
                 patience=trainer.patience,
-                callbacks=[tracking.EpochLogger(), *search_callbacks(cfg)],
+                callbacks=callbacks,
+                initial_epoch=initial_epoch,
             )
         except BaseException:
             # Interrupted or diverged: keep the epochs that did complete.
             completed = getattr(getattr(model, "history", None), "history", None)
             if completed:
-                tracking.log_history(history_frame(completed))
+                tracking.log_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
             raise
-        tracking.log_history(fitted.history)
+        history = joined(earlier, fitted.history)
+        tracking.log_history(history)
         y_test_onehot = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
         test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=trainer.batch_size, verbose=0, return_dict=True)
         predicted = np.argmax(model.predict(dataset.x_test, batch_size=trainer.batch_size, verbose=0), axis=1)
         metrics = {
             "test_loss": float(test["loss"]),
             "test_accuracy": float(test["accuracy"]),
-            **summarize_history(fitted.history),
+            **summarize_history(history),
             "fit_seconds": fitted.seconds,
         }
         tracking.log_test_results(metrics, dataset.y_test, predicted, dataset.num_classes)
         if track.log_model:
             tracking.log_model(model, dataset.x_test[:5])
-        run_id = run.info.run_id
+    if trainer.checkpoint_dir:
+        checkpoints.remove(checkpoint_folder(cfg, run_id))
 
     log.info(
         "test_accuracy=%.4f  final_overfit_gap=%+.4f  best val_accuracy=%.4f at epoch %d  (%.1f s training)",
@@ -121,7 +146,16 @@ def run_experiment(cfg: DictConfig, overrides: Sequence[str] = (), sweep: SweepI
     )
     log.info("MLflow run %s (experiment %r); open it: %s", run_id, track.experiment,
              tracking.ui_hint(track.uri, experiment_id, run_id))
-    return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=fitted.history)
+    return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
+
+
+def checkpoint_folder(cfg: DictConfig, run_id: str) -> Path:
+    return Path(cfg.trainer.checkpoint_dir) / run_id
+
+
+def joined(earlier: pd.DataFrame | None, later: pd.DataFrame) -> pd.DataFrame:
+    """The history of a resumed run: epochs from before the interruption, then the new ones."""
+    return later if earlier is None else pd.concat([earlier, later], ignore_index=True)
 
 
 def search_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:

@@ -115,6 +115,7 @@ class TrainerConfig:
     deterministic: bool = False
     early_stopping: bool = False
     patience: int = 3
+    checkpoint_dir: Optional[str] = None
     train_eval_samples: Optional[int] = 10_000
 
     def __post_init__(self) -> None:

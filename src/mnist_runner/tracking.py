@@ -80,14 +80,22 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 
 @contextlib.contextmanager
 def tracked_run(
-    experiment_id: str, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+    experiment_id: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """One MLflow run, always closed: FINISHED; FAILED on an error, with its
     reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM. In a
-    sweep it is a child of the sweep's parent run."""
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id
-    ) as run:
+    sweep it is a child of the sweep's parent run; ``resume_run_id`` reopens an
+    interrupted run."""
+    if resume_run_id:
+        MlflowClient().delete_tag(resume_run_id, "failure_reason")
+        start = {"run_id": resume_run_id}
+    else:
+        start = {"experiment_id": experiment_id, "run_name": run_name, "parent_run_id": parent_run_id}
+    with mlflow.start_run(**start, tags=dict(tags)) as run:
         try:
             yield run
         except KeyboardInterrupt:
@@ -139,6 +147,26 @@ def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides:
     mlflow.log_params({key: redact(value, key) for key, value in flat_params.items()})
     mlflow.log_text(yaml.safe_dump(redact(resolved), sort_keys=False), "config.yaml")
     mlflow.log_text(yaml.safe_dump([redact_override(o) for o in overrides]), "overrides.yaml")
+
+
+def load_run_config(uri: str, run_id: str) -> dict[str, Any]:
+    """The resolved config a run logged (``config.yaml``)."""
+    mlflow.set_tracking_uri(uri)
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+    except MlflowException as error:
+        raise TrackingError(f"resume={run_id}: no such run with a config.yaml in {uri} ({error})") from error
+    return yaml.safe_load(text)
+
+
+def epoch_history(run_id: str, epochs: int) -> pd.DataFrame:
+    """A run's per-epoch metrics for its first ``epochs`` epochs, as a history table."""
+    client = MlflowClient()
+    columns = {}
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy", "overfit_gap"):
+        values = {m.step: m.value for m in client.get_metric_history(run_id, name)}
+        columns[name] = [values.get(epoch, np.nan) for epoch in range(1, epochs + 1)]
+    return pd.DataFrame({"epoch": range(1, epochs + 1), **columns})
 
 
 def log_derived(values: Mapping[str, Any]) -> None:

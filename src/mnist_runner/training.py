@@ -81,8 +81,10 @@ def fit(
     early_stopping: bool,
     patience: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    initial_epoch: int = 0,
 ) -> FitResult:
-    """Train a compiled model; labels are class indices, one-hot encoded here as in the course."""
+    """Train a compiled model; labels are class indices, one-hot encoded here as
+    in the course. ``initial_epoch`` > 0 continues a resumed run."""
     x_train, y_train = train[0], keras.utils.to_categorical(train[1], num_classes)
     x_val, y_val = validation[0], keras.utils.to_categorical(validation[1], num_classes)
     x_eval, y_eval = eval_sample(x_train, y_train, train_eval_samples, seed)
@@ -102,23 +104,24 @@ def fit(
         epochs=epochs,
         batch_size=batch_size,
         callbacks=all_callbacks,
+        initial_epoch=initial_epoch,
         # A live progress bar on a terminal; one line per epoch in logs and CI.
         verbose=1 if sys.stdout.isatty() else 2,
     )
     seconds = time.perf_counter() - start
-    frame = history_frame(history.history)
+    frame = history_frame(history.history, first_epoch=initial_epoch + 1)
     if len(frame) and not np.isfinite(frame["loss"].iloc[-1]):
         raise RunFailed(
-            f"training diverged: the loss became {frame['loss'].iloc[-1]} in epoch {len(frame)}; "
+            f"training diverged: the loss became {frame['loss'].iloc[-1]} in epoch {frame['epoch'].iloc[-1]}; "
             "try a smaller trainer.learning_rate"
         )
     return FitResult(history=frame, seconds=seconds)
 
 
-def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
+def history_frame(history: dict[str, list[float]], first_epoch: int = 1) -> pd.DataFrame:
     """Keras' ``History.history`` as a table, one row per epoch, ``epoch`` from 1."""
     frame = pd.DataFrame(history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame.insert(0, "epoch", np.arange(first_epoch, first_epoch + len(frame)))
     return frame
 
 
