@@ -3,12 +3,10 @@ import sys
 
 import pytest
 from hydra.errors import MissingConfigException
-
 from omegaconf import OmegaConf
 
 from mnist_runner import config, schema
 from mnist_runner.paths import PROJECT_ROOT
-
 
 GROUPS = ["data", "preprocess", "model", "trainer", "tracking"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((config.CONFIG_DIR / group).glob("*.yaml"))]
@@ -21,8 +19,6 @@ def test_every_group_has_options():
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
-
-
 def test_every_group_option_composes(compose_cfg, group, option):
     cfg = compose_cfg(f"{group}={option}")
     assert set(cfg) == {*GROUPS, "resume"}
@@ -42,8 +38,6 @@ def test_defaults_are_the_course(compose_cfg):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-
-
 def test_every_experiment_composes(compose_cfg, name):
     cfg = compose_cfg(f"experiment={name}")
     schema.validate(cfg)
@@ -99,8 +93,6 @@ def test_flatten_gives_dotted_keys(compose_cfg):
 
 
 @pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"]])
-
-
 def test_help_and_cfg_do_not_import_tensorflow(flag):
     # run.py as __main__ in one interpreter, then look at what got imported.
     script = (
