@@ -39,7 +39,7 @@ sweep: ## The overfitting-gap sweep on MNIST (16 jobs, ~10 min): experiments/ove
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
 	$(BIN)/python -m mnist_runner.compare $(ARGS)
 
-test: ## Run the test suite (about 2 minutes)
+test: ## Run the test suite (about 8 minutes)
 	$(BIN)/python -m pytest
 
 ui: ## Open the MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)

@@ -77,16 +77,18 @@ def cli() -> None:
     signal.signal(signal.SIGTERM, errors.raise_interrupted)
     try:
         main()
+    except KeyboardInterrupt as interrupt:
+        sweep.abort_active_sweep("KILLED")
+        print(f"interrupted ({interrupt})", file=sys.stderr)
+        sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except SystemExit as done:
+        if done.code not in (0, None):
+            sweep.abort_active_sweep("FAILED")
         # Hydra exits 1 after printing why it could not compose the config
         # (unknown option or key, wrong type): a usage error.
         if done.code == 1 and not task_started:
             sys.exit(errors.EXIT_USAGE)
         raise
-    except KeyboardInterrupt as interrupt:
-        sweep.abort_active_sweep("KILLED")
-        print(f"interrupted ({interrupt})", file=sys.stderr)
-        sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except BaseException:
         sweep.abort_active_sweep("FAILED")
         raise

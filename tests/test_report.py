@@ -70,6 +70,7 @@ def test_markdown_and_figures():
     table = report.gap_table(runs_frame(), swept=["model", "trainer.epochs"])
     markdown = report.to_markdown(table)
     assert markdown.splitlines()[0].startswith("| run ") and "0.0270" in markdown and "run_id" not in markdown
+    assert "55.5" in markdown and "nan" not in markdown and "RunFailed: training diverged" in markdown
     gaps = {"a": pd.Series([0.01, 0.02], index=[1, 2]), "c": pd.Series([0.0, 0.03], index=[1, 2])}
     figures = report.figures(table, gaps)
     assert set(figures) == {"gap_per_epoch", "final_gap_by_config", "test_accuracy_vs_gap"}

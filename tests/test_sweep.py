@@ -116,3 +116,26 @@ def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_path, repetition):
     assert [p.info.status for p in parents] == ["FINISHED"]
     assert sorted(c.data.params["trainer.seed"] for c in children) == [str(s) for s in range(1, 9)]
     assert all(c.info.status == "FINISHED" for c in children)
+
+
+def test_interrupted_sweep_leaves_nothing_running(tmp_path):
+    import signal
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [
+        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "data.train_samples=6000", "trainer.epochs=50",
+        "trainer.seed=1,2", "tracking.log_model=false", f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    for line in process.stdout:
+        if line.startswith("Epoch 2/"):
+            process.send_signal(signal.SIGINT)
+            break
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    _, parents, children = sweep_runs(uri)
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert [c.info.status for c in children] == ["KILLED"]

@@ -8,9 +8,11 @@ figures are matplotlib ``Figure`` objects: both testable without MLflow.
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # MLflow column -> report column.
 METRIC_COLUMNS = {
@@ -76,9 +78,16 @@ def gap_table(runs: pd.DataFrame, swept: list[str] | None = None) -> pd.DataFram
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """The table as Markdown, accuracies and gaps to 4 decimals."""
-    shown = table.drop(columns=["run_id"])
-    return shown.to_markdown(index=False, floatfmt=".4f")
+    """The table as Markdown: accuracies and gaps to 4 decimals, durations to
+    0.1 s, params as given; no failure column when nothing failed."""
+    shown = table.drop(columns=["run_id"]).astype(object)
+    for column in ("train_acc", "val_acc", "test_acc", "gap_final", "gap_best"):
+        shown[column] = table[column].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    shown["duration_s"] = table["duration_s"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    shown = shown.fillna("")
+    if not table["failure"].notna().any():
+        shown = shown.drop(columns=["failure"])
+    return shown.to_markdown(index=False, disable_numparse=True)
 
 
 def config_label(row: pd.Series, params: list[str]) -> str:
@@ -95,18 +104,21 @@ def gap_per_epoch_figure(table: pd.DataFrame, gaps: dict[str, pd.Series]) -> Fig
     """``overfit_gap`` per epoch for every run, one line each. ``gaps`` maps
     run_id to a Series indexed by epoch."""
     params = swept_names(table)
-    figure = Figure(figsize=(9, 5), layout="constrained")
+    figure = Figure(figsize=(13, 5.5), layout="constrained")
     ax = figure.subplots()
-    for _, row in table.iterrows():
+    colors = matplotlib.colormaps["tab20"].colors  # 20 distinct colours, not the default 10
+    for index, (_, row) in enumerate(table.iterrows()):
         series = gaps.get(row["run_id"])
         if series is not None and len(series):
-            ax.plot(series.index, series.values, marker=".", label=config_label(row, params))
+            ax.plot(series.index, series.values, marker=".", color=colors[index % len(colors)],
+                    label=config_label(row, params))
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set(title="overfitting gap per epoch (training acc. in inference mode - validation acc.)",
            xlabel="epoch", ylabel="overfit_gap")
     ax.grid(alpha=0.3)
-    if len(table) <= 20:
-        ax.legend(fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(table) <= 20:  # beside the axes, where it hides no line
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return figure
 
 
