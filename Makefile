@@ -8,7 +8,7 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data-sources data run sweep compare test ui clean
+.PHONY: help install data-sources data run sweep compare test bench ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --e
 
 test: ## Run the test suite (about 8 minutes)
 	$(BIN)/python -m pytest
+
+bench: ## The benchmark suite (~12 min on 2 idle cores): BENCHMARKS.md, runs/bench/
+	$(BIN)/python bench/run_bench.py
 
 ui: ## Open the MLflow UI on the project's store at http://127.0.0.1:5000 (PORT=... to change)
 	$(BIN)/mlflow ui --backend-store-uri $(STORE) --host 127.0.0.1 --port $(PORT)

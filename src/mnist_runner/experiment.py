@@ -43,15 +43,18 @@ def run_experiment(
     overrides: Sequence[str] = (),
     sweep: SweepInfo | None = None,
     resume_run_id: str | None = None,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> RunResult:
     """Train and test the configured model; record everything in one MLflow run
     (a child of the sweep's parent run when ``sweep`` is given). With
-    ``resume_run_id``, continue that interrupted run from its last checkpoint."""
+    ``resume_run_id``, continue that interrupted run from its last checkpoint.
+    ``extra_callbacks`` are added to Keras' ``fit`` (e.g. a benchmark's clock)."""
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
     experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
-    seed_everything(trainer.seed, trainer.deterministic)
+    # .get: runs logged before the option existed are resumed in float32.
+    prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
 
     dataset = load_dataset(data.name, data.path)
     x, y = dataset.x_train, dataset.y_train
@@ -98,7 +101,7 @@ def run_experiment(
                 }
             )
         earlier = tracking.epoch_history(run_id, initial_epoch) if initial_epoch else None
-        callbacks = [tracking.EpochLogger(), *search_callbacks(cfg)]
+        callbacks = [tracking.EpochLogger(), *search_callbacks(cfg), *extra_callbacks]
         if trainer.checkpoint_dir:
             callbacks.append(checkpoints.EpochCheckpoint(checkpoint_folder(cfg, run_id)))
         try:
@@ -170,11 +173,14 @@ def search_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
     return [PruningReporter(trial.storage, trial.study_name, trial.trial_number, median_pruner(trial.warmup_epochs))]
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def prepare_session(seed: int, deterministic: bool, precision: str = "float32") -> None:
     """A fresh Keras state seeded for this run: a job of a sweep run in the same
-    process gives the numbers it gives alone. With ``deterministic``, also
+    process gives the numbers it gives alone. The dtype policy is set every
+    time, float32 included, since it is global and would otherwise leak from a
+    ``mixed_bfloat16`` job into the next. With ``deterministic``, also
     TensorFlow's op determinism."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(precision)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

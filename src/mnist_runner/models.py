@@ -28,7 +28,9 @@ def build_model(
     inputs = keras.Input(shape=tuple(image_shape), name="image")
     x = layers.Rescaling(rescale.scale, rescale.offset, name="preprocess")(inputs)
     x = builders[model_cfg["type"]](x, **sizes)
-    outputs = layers.Dense(num_classes, activation="softmax", name="class_probabilities")(x)
+    # float32 even under a mixed policy: the probabilities, the loss and the
+    # logged model's predictions keep full precision.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="class_probabilities")(x)
     return keras.Model(inputs, outputs, name=model_cfg["name"])
 
 

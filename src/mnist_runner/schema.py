@@ -23,6 +23,9 @@ PREPROCESSINGS = ("scale", "standardize", "none")
 MODEL_TYPES = ("dense", "cnn")
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "silu", "swish", "tanh", "sigmoid", "leaky_relu", "linear")
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "nadam", "adagrad", "adadelta", "adamax")
+# Keras dtype policies: computations in bfloat16 with float32 weights pay off
+# only on CPUs with bfloat16 instructions (AVX-512 BF16, AMX).
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 class ConfigError(UserError, ValueError):
@@ -113,6 +116,7 @@ class TrainerConfig:
     learning_rate: float = 0.001
     seed: int = 42
     deterministic: bool = False
+    precision: str = "float32"
     early_stopping: bool = False
     patience: int = 3
     checkpoint_dir: Optional[str] = None
@@ -126,6 +130,7 @@ class TrainerConfig:
         one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
         require(self.learning_rate > 0, "trainer.learning_rate", self.learning_rate, "must be > 0")
         require(self.seed >= 0, "trainer.seed", self.seed, "must be >= 0")
+        one_of("trainer.precision", self.precision, PRECISIONS)
         require(self.patience >= 1, "trainer.patience", self.patience, "must be >= 1")
         if self.train_eval_samples is not None:
             require(self.train_eval_samples >= 1, "trainer.train_eval_samples", self.train_eval_samples,

@@ -1,0 +1,127 @@
+"""The plain-Keras reference for the benchmark: what the runner's runs would be
+if written by hand, with no Hydra, MLflow or project code.
+
+    python bench/reference_keras.py dense                     # the course's dense run
+    python bench/reference_keras.py convnet --target 0.99     # keras-io's recipe until 99% test accuracy
+
+It reads the project's MNIST cache with NumPy, trains the same model on the
+same data with the same settings, and prints one JSON object: times,
+per-epoch throughput and test accuracy.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+START = time.perf_counter()  # before TensorFlow's import, which is part of the cost
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import layers  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "runs" / "data" / "mnist.npz"
+# The recipes as the course and keras-io give them.
+RECIPES = {
+    "dense": {"optimizer": "rmsprop", "validation_split": 0.3, "epochs": 10},
+    "convnet": {"optimizer": "adam", "validation_split": 0.1, "epochs": 15},
+}
+
+
+def dense_model() -> keras.Model:
+    """The course's network: 784-512-256-128-32-10."""
+    return keras.Sequential(
+        [keras.Input((28, 28)), layers.Flatten()]
+        + [layers.Dense(units, activation="relu") for units in (512, 256, 128, 32)]
+        + [layers.Dense(10, activation="softmax")]
+    )
+
+
+def convnet_model() -> keras.Model:
+    """keras-io's "Simple MNIST convnet"."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Per-epoch wall times and, with a target, the test accuracy after each
+    epoch: training stops at the first epoch that reaches it."""
+
+    def __init__(self, x_test, y_test, target: float | None):
+        super().__init__()
+        self.x_test, self.y_test, self.target = x_test, y_test, target
+        self.seconds, self.test_accuracy = [], []
+        self.reached_at = None  # seconds since fit started
+
+    def on_train_begin(self, logs=None):
+        self.fit_start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.epoch_start)
+        if self.target is None:
+            return
+        _, accuracy = self.model.evaluate(self.x_test, self.y_test, batch_size=512, verbose=0)
+        self.test_accuracy.append(accuracy)
+        if accuracy >= self.target:
+            self.reached_at = time.perf_counter() - self.fit_start
+            self.model.stop_training = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", choices=sorted(RECIPES))
+    parser.add_argument("--data", default=DEFAULT_DATA, help="a keras-style mnist.npz")
+    parser.add_argument("--epochs", type=int, help="default: the recipe's")
+    parser.add_argument("--train-samples", type=int, help="the first N training images (default all)")
+    parser.add_argument("--target", type=float, help="stop at this test accuracy, checked after each epoch")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    recipe = RECIPES[args.model]
+
+    keras.utils.set_random_seed(args.seed)
+    with np.load(args.data, allow_pickle=False) as data:
+        x_train, y_train = data["x_train"][: args.train_samples], data["y_train"][: args.train_samples]
+        x_test, y_test = data["x_test"], data["y_test"]
+    x_train, x_test = x_train.astype("float32") / 255, x_test.astype("float32") / 255
+    if args.model == "convnet":
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    y_train, y_test = keras.utils.to_categorical(y_train, 10), keras.utils.to_categorical(y_test, 10)
+
+    model = dense_model() if args.model == "dense" else convnet_model()
+    model.compile(optimizer=recipe["optimizer"], loss="categorical_crossentropy", metrics=["accuracy"])
+    clock = EpochClock(x_test, y_test, args.target)
+    fit_start = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=128, epochs=args.epochs or recipe["epochs"],
+              validation_split=recipe["validation_split"], callbacks=[clock], verbose=0)
+    fit_seconds = time.perf_counter() - fit_start
+    _, test_accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
+
+    trained = int(len(y_train) * (1 - recipe["validation_split"]))
+    print(json.dumps({
+        "model": args.model,
+        "epochs_run": len(clock.seconds),
+        "fit_seconds": fit_seconds,
+        "epoch_seconds": clock.seconds,
+        "samples_per_second": [trained / seconds for seconds in clock.seconds],
+        "test_accuracy": float(test_accuracy),
+        "test_accuracy_per_epoch": clock.test_accuracy,
+        "seconds_to_target": clock.reached_at,
+        "seconds_in_process": time.perf_counter() - START,
+    }))
+
+
+if __name__ == "__main__":
+    main()
