@@ -107,3 +107,11 @@ def test_help_and_cfg_do_not_import_tensorflow(flag):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "TF_NOT_IMPORTED" in done.stdout, done.stdout + done.stderr
     assert ("trainer" in done.stdout) if "--cfg" in flag else ("experiment:" in done.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (config.CONFIG_DIR / "hparams_search").glob("*.yaml")))
+def test_every_search_preset_composes(compose_cfg, name):
+    schema.validate(compose_cfg(f"hparams_search={name}"))
+    preset = OmegaConf.load(config.CONFIG_DIR / "hparams_search" / f"{name}.yaml")
+    assert "override /hydra/sweeper: optuna_search" in preset.defaults
+    assert preset.hydra.sweeper.params
