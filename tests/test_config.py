@@ -113,5 +113,5 @@ def test_help_and_cfg_do_not_import_tensorflow(flag):
 def test_every_search_preset_composes(compose_cfg, name):
     schema.validate(compose_cfg(f"hparams_search={name}"))
     preset = OmegaConf.load(config.CONFIG_DIR / "hparams_search" / f"{name}.yaml")
-    assert "override /hydra/sweeper: optuna_search" in preset.defaults
+    assert {"override /hydra/sweeper": "optuna_search"} in preset.defaults
     assert preset.hydra.sweeper.params
