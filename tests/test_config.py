@@ -6,7 +6,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from mnist_runner import config, schema
-from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 GROUPS = ["data", "preprocess", "model", "trainer", "tracking"]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((config.CONFIG_DIR / group).glob("*.yaml"))]
@@ -33,7 +33,7 @@ def test_defaults_are_the_course(compose_cfg):
     t = cfg.trainer
     assert (t.epochs, t.batch_size, t.validation_split, t.optimizer) == (10, 128, 0.3, "rmsprop")
     assert t.early_stopping is False
-    assert cfg.tracking.uri == f"sqlite:///{PROJECT_ROOT}/runs/mlflow.db"
+    assert cfg.tracking.uri == DEFAULT_TRACKING_URI == f"sqlite:///{PROJECT_ROOT}/runs/mlflow.db"
     assert cfg.tracking.experiment == "mnist"
 
 

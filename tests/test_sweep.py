@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient

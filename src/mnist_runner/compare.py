@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from mnist_runner import report
-from mnist_runner.paths import RUNS_DIR
+from mnist_runner.paths import DEFAULT_TRACKING_URI, RUNS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--sweep", default=None, help="a sweep id, or 'latest' (the default without --all)")
     scope.add_argument("--all", action="store_true", help="compare every run of the experiment, not one sweep")
-    parser.add_argument("--uri", default=f"sqlite:///{RUNS_DIR / 'mlflow.db'}", help="tracking URI (default: the project's store)")
+    parser.add_argument("--uri", default=DEFAULT_TRACKING_URI, help="tracking URI (default: the project's store)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: runs/reports/<name>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -27,7 +27,7 @@ def register() -> None:
     register_experiments(EXPERIMENTS_DIR)
 
 
-def register_experiments(folder: Path) -> list[str]:
+def register_experiments(folder: Path) -> None:
     """Register each ``folder/*.yaml`` as an option of the ``experiment`` group.
 
     The presets live at the top of the repository (``experiments/``), not under
@@ -37,11 +37,8 @@ def register_experiments(folder: Path) -> list[str]:
     fails with the list of known ones.
     """
     store = ConfigStore.instance()
-    names = []
     for path in sorted(folder.glob("*.yaml")):
         store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
-        names.append(path.stem)
-    return names
 
 
 def flatten(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:

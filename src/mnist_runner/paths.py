@@ -10,3 +10,5 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RUNS_DIR = PROJECT_ROOT / "runs"
 DATA_CACHE_DIR = RUNS_DIR / "data"
+# The store of conf/tracking/default.yaml, which `make ui` opens.
+DEFAULT_TRACKING_URI = f"sqlite:///{RUNS_DIR / 'mlflow.db'}"

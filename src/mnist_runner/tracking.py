@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_runner import plots
 from mnist_runner.errors import UserError
-from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 UI_PORT = 5000
 
@@ -235,6 +235,5 @@ def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     page = f"#/experiments/{experiment_id}/runs/{run_id}"
     if uri.startswith("http"):
         return f"{uri.rstrip('/')}/{page}"
-    default = f"sqlite:///{PROJECT_ROOT / 'runs' / 'mlflow.db'}"
-    command = "make ui" if uri == default else f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
     return f"{command}, then http://127.0.0.1:{UI_PORT}/{page}"
