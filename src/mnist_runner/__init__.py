@@ -7,3 +7,7 @@ config (``config``) -> data (``datasets``, ``splits``) -> preprocessing
 
 Importing this package does not import TensorFlow.
 """
+
+from mnist_runner.api import train
+
+__all__ = ["train"]
