@@ -1,15 +1,13 @@
-"""Hydra wiring: the ``${project_root:}`` resolver, the ``experiment`` group
-read from ``experiments/``, and helpers to turn a config into MLflow params.
+"""Hydra wiring: the ``${project_root:}`` resolver, the config schemas, and
+helpers to turn a config into MLflow params.
 
 Nothing here imports TensorFlow, so ``run.py --help`` and ``--cfg job`` stay fast.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_runner.paths import PROJECT_ROOT
@@ -20,25 +18,16 @@ EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 
 
 def register() -> None:
-    """Make the project's config pieces known to Hydra; safe to call twice."""
+    """Make the project's config pieces known to Hydra; safe to call twice.
+
+    The ``experiment`` group needs nothing here: ``conf/experiment`` is a link
+    to the top-level ``experiments/``, so Hydra reads the presets as files.
+    Files cost less than ConfigStore entries, which Hydra deep-copies for
+    every group that ``--help`` lists.
+    """
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
     register_schemas()
-    register_experiments(EXPERIMENTS_DIR)
-
-
-def register_experiments(folder: Path) -> None:
-    """Register each ``folder/*.yaml`` as an option of the ``experiment`` group.
-
-    The presets live at the top of the repository (``experiments/``), not under
-    ``conf/``, so Hydra would not find them as a group by itself. Stored in the
-    ConfigStore with package ``_global_``, ``experiment=<name>`` selects one,
-    its defaults list (``override /model: cnn``) applies, and an unknown name
-    fails with the list of known ones.
-    """
-    store = ConfigStore.instance()
-    for path in sorted(folder.glob("*.yaml")):
-        store.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
 
 
 def flatten(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
