@@ -171,3 +171,12 @@ def test_keras_cache_folder_of_gz_files(tmp_path):
     write_folder(tmp_path / "keras_home" / "datasets" / "synthetic-folder", arrays, gz=True)
     _, source, _ = sources.load_verified(spec, None, tmp_path / "cache")
     assert source == "keras cache"
+
+
+def test_a_loaded_data_set_is_kept_for_the_next_job_and_read_only():
+    from mnist_runner.datasets import load_dataset
+
+    first = load_dataset("digits")
+    assert load_dataset("digits") is first
+    with pytest.raises(ValueError, match="read-only"):
+        first.x_train[0, 0, 0] = 1

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from mnist_runner.datasets.idx import DataError
 from mnist_runner.paths import DATA_CACHE_DIR
 from mnist_runner.schema import DATASET_TRAIN_SIZES
 
-__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]
+__all__ = ["DATASETS", "PIXEL_MAX", "DataError", "Dataset", "load_dataset"]
 
 DATASETS = tuple(DATASET_TRAIN_SIZES)
+# The largest pixel value of each data set; a model takes raw pixels of this range.
+PIXEL_MAX = {"mnist": 255, "fashion_mnist": 255, "digits": 16}
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed, so the digits test set never changes with trainer.seed
 
@@ -40,15 +43,28 @@ class Dataset:
         return self.x_train.shape[1:]
 
 
+@functools.lru_cache(maxsize=2)
 def load_dataset(name: str, path: str | None = None, cache_dir: Path = DATA_CACHE_DIR) -> Dataset:
-    """The data set ``name`` (one of ``DATASETS``), verified."""
+    """The data set ``name`` (one of ``DATASETS``), verified.
+
+    Kept in memory for the next job in the same process (an in-process sweep,
+    a notebook): reading and verifying MNIST again would cost about 0.5 s.
+    The arrays are read-only so that no job can change what the next one gets.
+    """
+    dataset = _load(name, path, cache_dir)
+    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
+        array.flags.writeable = False
+    return dataset
+
+
+def _load(name: str, path: str | None, cache_dir: Path) -> Dataset:
     if name == "digits":
         return load_digits()
     specs = {"mnist": sources.MNIST, "fashion_mnist": sources.FASHION_MNIST}
     if name not in specs:
         raise DataError(f"data.name={name!r} is not a known data set; choose one of {list(DATASETS)}")
     arrays, source, checksum = sources.load_verified(specs[name], path, cache_dir)
-    return Dataset(name=name, pixel_max=255, source=source, checksum=checksum, **arrays)
+    return Dataset(name=name, pixel_max=PIXEL_MAX[name], source=source, checksum=checksum, **arrays)
 
 
 def load_digits() -> Dataset:
@@ -64,4 +80,4 @@ def load_digits() -> Dataset:
     )
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     checksum = sources.combined_checksum(sources.check_arrays(arrays, "sklearn digits"))
-    return Dataset(name="digits", pixel_max=16, source="scikit-learn load_digits", checksum=checksum, **arrays)
+    return Dataset(name="digits", pixel_max=PIXEL_MAX["digits"], source="scikit-learn load_digits", checksum=checksum, **arrays)
