@@ -1,0 +1,62 @@
+"""The MLflow UI in a real browser: `python -m mnist_runner.ui` serving a store
+that holds a real run, opened in headless Chromium through selenium."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+import ui_browser
+from mnist_runner import ui
+
+pytestmark = pytest.mark.browser
+
+RUN_NAME = "ui-e2e-digits"
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def served_store(tmp_path_factory):
+    """A real 3-epoch run on the digits in a temporary store, served by the UI;
+    yields (store uri, the URL the UI printed). The server stops at the end."""
+    ui_browser.require_browser()
+    store = tmp_path_factory.mktemp("ui-store")
+    ui_browser.train(store, "data=digits", f"trainer.epochs={EPOCHS}", f"tracking.run_name={RUN_NAME}",
+                     "tracking.log_model=false")
+    uri = ui_browser.store_uri(store)
+    with ui_browser.ui_server(uri, store / "ui.log") as url:
+        yield uri, url
+
+
+@pytest.fixture
+def browser():
+    with ui_browser.chromium() as driver:
+        yield driver
+
+
+def test_the_printed_url_is_the_chart_view_of_the_experiment(served_store):
+    uri, url = served_store
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("mnist")
+    assert url == ui.chart_url(experiment.experiment_id, urlsplit(url).port)
+
+
+def test_the_page_shows_the_run_and_its_val_accuracy_per_epoch(served_store, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    _, url = served_store
+
+    card = ui_browser.show_runs(browser, url, [RUN_NAME], chart="val_accuracy")
+
+    assert "compareRunsMode=CHART" in browser.current_url
+    # One point per epoch on the run's line.
+    assert len(card.find_elements(By.CSS_SELECTOR, "svg.main-svg .scatterlayer path.point")) == EPOCHS
+    shot = ui_browser.screenshot(browser, tmp_path / "mlflow_ui.png")
+    viewport = browser.execute_script(
+        "return [window.innerWidth, window.innerHeight].map(v => Math.round(v * window.devicePixelRatio))")
+    with Image.open(shot) as image:
+        assert image.format == "PNG"
+        assert list(image.size) == viewport
+        assert viewport[0] == ui_browser.WINDOW[0]
+        # A rendered page, not a blank or single-colour frame.
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 100

@@ -1,0 +1,255 @@
+"""The MLflow UI served by ``python -m mnist_runner.ui``, driven in headless Chromium.
+
+Used by ``test_ui_browser.py``, and run as a script it makes the README's
+screenshot from a small real sweep:
+
+    .venv/bin/python tests/ui_browser.py docs/mlflow_ui.png
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from mnist_runner.paths import PROJECT_ROOT
+
+# Debian's packages (`make install-e2e`); selenium then needs no driver download.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WINDOW = (1400, 900)
+# Tall enough for two rows of charts: the six accuracy charts of the README.
+README_WINDOW = (1400, 1200)
+# --no-sandbox: Chromium refuses to start as root (containers, CI) without it.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# The UI server takes ~9 s to answer on an idle machine, far longer on a busy one.
+SERVER_START_S = 180
+PAGE_TIMEOUT_S = 120
+URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/\S*)")
+
+
+def missing_browser() -> str | None:
+    """Why the browser cannot be driven here, or None."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not path.exists():
+            return f"{path} not found"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    return None
+
+
+def require_browser() -> None:
+    """Skip the calling test when the browser is missing; fail instead where
+    MNIST_RUNNER_REQUIRE_E2E=1 (CI), so a broken set-up cannot pass as skipped."""
+    import pytest
+
+    reason = missing_browser()
+    if reason is None:
+        return
+    message = f"{reason}: `make install-e2e` installs Chromium, chromedriver and selenium"
+    if os.environ.get("MNIST_RUNNER_REQUIRE_E2E") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train(store: Path, *overrides: str, multirun: bool = False) -> None:
+    """Real runs of ``python run.py`` into the store folder ``store`` (its own
+    SQLite file, artifacts, Hydra and checkpoint dirs)."""
+    hydra_dir = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    command = [
+        sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides,
+        f"tracking.uri={store_uri(store)}", f"tracking.artifact_location={store / 'artifacts'}",
+        f"{hydra_dir}={store / 'hydra'}", f"trainer.checkpoint_dir={store / 'checkpoints'}",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def store_uri(store: Path) -> str:
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+@contextlib.contextmanager
+def ui_server(uri: str, log_path: Path, port: int | None = None) -> Iterator[str]:
+    """``python -m mnist_runner.ui`` on ``uri``; yields the URL it printed once
+    ``/health`` answers, and stops the server (all its processes) on exit."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "mnist_runner.ui", "--uri", uri, "--port", str(port)]
+    with open(log_path, "w") as log:
+        # Its own process group: the server starts uvicorn and a job runner beside itself.
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield wait_for_ui(server, port, log_path)
+    finally:
+        stop_group(server)
+
+
+def wait_for_ui(server: subprocess.Popen, port: int, log_path: Path) -> str:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:  # died at start: nothing will ever listen
+            raise RuntimeError(f"the UI exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    else:
+        raise RuntimeError(f"the UI did not answer /health within {SERVER_START_S} s:\n"
+                           f"{log_path.read_text()[-3000:]}")
+    found = URL_LINE.search(log_path.read_text())
+    if found is None:
+        raise RuntimeError(f"the UI printed no URL:\n{log_path.read_text()[-3000:]}")
+    return found.group(1)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process's group, then SIGKILL if it lingers."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):  # children that outlived their parent
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def chromium(window: tuple[int, int] = WINDOW) -> Iterator:
+    """Headless Debian Chromium through its chromedriver, with a throwaway profile."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={window[0]},{window[1]}"]:
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+        try:
+            yield driver
+        finally:
+            driver.quit()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def show_runs(driver, url: str, run_names: list[str], chart: str = "val_accuracy",
+              chart_search: str | None = None, timeout: float = PAGE_TIMEOUT_S):
+    """Open ``url`` and wait until every run is listed and the ``chart`` card
+    draws their lines; returns that card. ``chart_search`` (default: the chart's
+    name) goes into the UI's chart search box, which also brings the card into
+    view: cards out of view are not rendered."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, timeout)
+    driver.get(url)
+    search = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[placeholder='Search metric charts']")))
+    close_assistant(driver)
+    wait.until(lambda d: listed_runs(d, run_names))
+    search.send_keys(chart_search or chart)
+    return wait.until(lambda d: drawn_chart(d, chart, run_names))
+
+
+def listed_runs(driver, run_names: list[str]) -> bool:
+    """Whether the runs table shows every name; expands sweeps (parent runs) whose
+    children are folded away."""
+    from selenium.webdriver.common.by import By
+
+    shown = {cell.text for cell in driver.find_elements(By.CSS_SELECTOR, ".ag-row a")}
+    if set(run_names) <= shown:
+        return True
+    for expand in driver.find_elements(By.CSS_SELECTOR, ".ag-row button[data-component-id*='runnamecellrenderer']"):
+        expand.click()
+    return False
+
+
+def drawn_chart(driver, chart: str, run_names: list[str]):
+    """The chart card titled ``chart`` once it has a plotted line and names every run."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    for card in driver.find_elements(By.CSS_SELECTOR, "[data-testid=experiment-view-compare-runs-card]"):
+        try:
+            if card.find_element(By.CSS_SELECTOR, "h4").text != chart:
+                continue
+            lines = [p.get_attribute("d") for p in card.find_elements(By.CSS_SELECTOR, "svg.main-svg path.js-line")]
+            if any(lines) and all(name in card.text for name in run_names):
+                return card
+        except StaleElementReferenceException:  # re-rendered meanwhile: look again
+            return False
+    return False
+
+
+def close_assistant(driver) -> None:
+    """The chat panel MLflow opens on a first visit takes a third of the window."""
+    from selenium.webdriver.common.by import By
+
+    panel_close = "//*[text()='MLflow Assistant']/following::button[@aria-label='Close']"
+    for button in driver.find_elements(By.XPATH, panel_close):
+        if button.is_displayed():
+            button.click()
+            return
+
+
+def screenshot(driver, path: Path) -> Path:
+    driver.save_screenshot(str(path))
+    return path
+
+
+def main(argv: list[str]) -> int:
+    """A small sweep (dropout 0, 0.3, 0.6 on the digits) in a temporary store,
+    then the screenshot of its runs page."""
+    if len(argv) != 1:
+        print("usage: python tests/ui_browser.py OUT.png", file=sys.stderr)
+        return 2
+    if reason := missing_browser():
+        print(f"cannot drive the browser: {reason} (make install-e2e)", file=sys.stderr)
+        return 2
+    out = Path(argv[0]).resolve()
+    dropouts = ["0.0", "0.3", "0.6"]
+    with tempfile.TemporaryDirectory(prefix="ui-screenshot-") as tmp:
+        store = Path(tmp)
+        train(store, "data=digits", "trainer.epochs=10", f"model.dropout={','.join(dropouts)}",
+              "tracking.run_name=dropout-${model.dropout}", "tracking.log_model=false", multirun=True)
+        with ui_server(store_uri(store), store / "ui.log") as url, chromium(README_WINDOW) as driver:
+            show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart_search="accuracy")
+            time.sleep(1)  # let the last chart finish its transition
+            screenshot(driver, out)
+    print(f"{out} ({out.stat().st_size // 1024} KB) from {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
