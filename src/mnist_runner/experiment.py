@@ -52,7 +52,8 @@ def run_experiment(
     ``extra_callbacks`` are added to Keras' ``fit`` (e.g. a benchmark's clock)."""
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
-    log.info("config (overrides: %s):\n%s", " ".join(overrides) or "none", config.summary(cfg))
+    shown_overrides = " ".join(tracking.redact_override(o) for o in overrides)
+    log.info("config (overrides: %s):\n%s", shown_overrides or "none", config.summary(cfg))
     experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
     # .get: runs logged before the option existed are resumed in float32.
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
@@ -82,7 +83,7 @@ def run_experiment(
     if resume_run_id:
         tags["resumed_from_epoch"] = str(initial_epoch)
     else:
-        tags["overrides"] = " ".join(tracking.redact_override(o) for o in overrides)
+        tags["overrides"] = shown_overrides
         if sweep:
             tags["sweep_id"] = sweep.sweep_id
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"

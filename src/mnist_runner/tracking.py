@@ -6,10 +6,13 @@ functions in order and never touches MLflow itself.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import platform
-import re
 import subprocess
+import urllib.error
+import urllib.parse
 import urllib.request
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -28,6 +31,7 @@ from mlflow.tracking import MlflowClient
 from mnist_runner import plots
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
+from mnist_runner.redaction import redact, redact_override
 
 UI_PORT = 5000
 
@@ -42,10 +46,16 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
     Called before any data is loaded, so an unreachable or unwritable store
     fails within seconds. A new experiment keeps its artifacts under
     ``artifact_location``; without one MLflow would put them in ``./mlruns``
-    of whatever the cwd is.
+    of whatever the cwd is. On a tracking server the server decides (served
+    artifacts, ``mlflow-artifacts:``): a local folder there would make every
+    client write the artifacts to its own disk, out of the server's reach.
     """
     if uri.startswith(("http://", "https://")):
         check_server(uri)
+        artifact_location = None
+        if redact(uri) != uri:
+            # MLflow's own "View run ... at: <uri>" line would show the password.
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     elif uri.startswith("sqlite:///"):
         try:
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -63,19 +73,49 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
         except MlflowException:  # created by a concurrent job in the meantime
             return client.get_experiment_by_name(experiment).experiment_id
     except MlflowException as error:
-        raise TrackingError(f"tracking.uri={uri}: the MLflow store is not usable ({error})") from error
+        raise TrackingError(f"tracking.uri={redact(uri)}: the MLflow store is not usable ({error})") from error
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on a server that is down: MLflow's client would retry for minutes."""
+    """Fail fast on a server that is down: MLflow's client would retry for minutes.
+
+    A server behind authentication gets the credentials MLflow itself would
+    send (``user:password@`` in the URI, or MLFLOW_TRACKING_USERNAME/PASSWORD
+    or MLFLOW_TRACKING_TOKEN); a 401 or 403 still means that a server answers.
+    """
+    url, authorization = _health_request(uri)
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):  # up, but the credentials are missing or wrong: MLflow will say so
+            return
+        raise _server_down(uri, f"HTTP {error.code} {error.reason}") from error
     except (OSError, ValueError) as error:
-        raise TrackingError(
-            f"tracking.uri={uri}: no MLflow server answers there ({error}); start one "
-            "(`make ui` serves the local store) or choose another tracking.uri"
-        ) from error
+        raise _server_down(uri, str(error)) from error
+
+
+def _health_request(uri: str) -> tuple[str, str | None]:
+    """The health URL without any ``user:password@``, and the Authorization header to send."""
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    username = urllib.parse.unquote(parts.username or "") or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = urllib.parse.unquote(parts.password or "") or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if username and password:
+        return url, "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    if token:
+        return url, f"Bearer {token}"
+    return url, None
+
+
+def _server_down(uri: str, reason: str) -> TrackingError:
+    return TrackingError(
+        f"tracking.uri={redact(uri)}: no MLflow server answers there ({reason}); start one "
+        "(`make ui` serves the local store, `make server` a PostgreSQL-backed server) or choose another tracking.uri"
+    )
 
 
 @contextlib.contextmanager
@@ -115,30 +155,6 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         mlflow.log_metrics({key: float(value) for key, value in (logs or {}).items()}, step=epoch + 1)
-
-
-# Config keys that look like credentials; their values never reach MLflow.
-SECRET_KEY = re.compile(r"token|password|passwd|secret|key", re.IGNORECASE)
-URI_PASSWORD = re.compile(r"(://[^/:@]+:)[^/@]+@")
-
-
-def redact(value: Any, key: str = "") -> Any:
-    """``value`` with credentials masked: values under secret-looking keys, and
-    passwords inside URIs (``http://user:pw@host``)."""
-    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
-        return "***"
-    if isinstance(value, dict):
-        return {k: redact(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str):
-        return URI_PASSWORD.sub(r"\1***@", value)
-    return value
-
-
-def redact_override(override: str) -> str:
-    key, sep, value = override.partition("=")
-    return f"{key}{sep}{redact(value, key.lstrip('+~'))}" if sep else override
 
 
 def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides: list[str]) -> None:
@@ -234,6 +250,6 @@ def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     """How to open this run in the MLflow UI."""
     page = f"#/experiments/{experiment_id}/runs/{run_id}"
     if uri.startswith("http"):
-        return f"{uri.rstrip('/')}/{page}"
-    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        return f"{redact(uri).rstrip('/')}/{page}"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"python -m mnist_runner.ui --uri {redact(uri)}"
     return f"{command}, then http://127.0.0.1:{UI_PORT}/{page}"

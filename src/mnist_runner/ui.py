@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from pathlib import Path
 
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.redaction import redact
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -25,7 +25,6 @@ DEFAULT_EXPERIMENT = "mnist"
 # Database stores that `mlflow server --backend-store-uri` accepts; a driver may
 # follow the dialect, e.g. postgresql+psycopg2://.
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-URI_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^/\s]+@")
 
 
 class UIError(UserError):
@@ -46,9 +45,8 @@ def chart_url(experiment_id: str, port: int = DEFAULT_PORT, host: str = HOST) ->
 
 
 def shown(uri: str) -> str:
-    """``uri`` with any password masked, for messages. (``tracking.redact`` does the
-    same but imports Keras, seconds of start-up this command does not need.)"""
-    return URI_PASSWORD.sub(r"\1***@", uri)
+    """``uri`` with any password masked, for messages."""
+    return redact(uri)
 
 
 def check_store_uri(uri: str) -> None:
