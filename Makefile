@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test bench ui ui-screenshot server server-stop server-status clean
+.PHONY: help install install-e2e data-sources data run sweep compare test bench ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -65,6 +65,12 @@ server-stop: ## Stop the tracking server and its PostgreSQL
 
 server-status: ## What of the tracking server runs
 	$(BIN)/python -m mnist_runner.services.tracking_server status
+
+slurm: ## A one-node SLURM cluster on 127.0.0.1 to try hydra/launcher=slurm (root): eval "$$(make -s slurm)"
+	@$(BIN)/python -m mnist_runner.services.slurm_cluster start
+
+slurm-stop: ## Stop that cluster (cancels its jobs)
+	$(BIN)/python -m mnist_runner.services.slurm_cluster stop
 
 clean: ## Remove Hydra output dirs and caches; keeps the MLflow store and data under runs/
 	rm -rf runs/hydra .pytest_cache

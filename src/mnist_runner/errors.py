@@ -29,6 +29,19 @@ class RunPruned(Exception):
     run_status = "KILLED"
 
 
+class JobCancelled(UserError):
+    """A sweep job on a cluster got SIGTERM (``scancel``, its time limit): the
+    run ends KILLED and, being an ``Exception``, the job still reports back,
+    so the sweep goes on and its report lists the run."""
+
+    run_status = "KILLED"
+    exit_code = 128 + signal.SIGTERM
+
+
+def raise_job_cancelled(signum, frame):
+    raise JobCancelled(f"the job was cancelled ({signal.Signals(signum).name}: scancel, time limit or preemption)")
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM; ``exit_code`` follows the shell's 128 + signal number."""
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import secrets
+import signal
 import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -26,7 +28,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnist_runner import schema
+from mnist_runner import errors, schema
 from mnist_runner.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,14 @@ class SweepCallback(Callback):
         (sweep_dir / SWEEP_FILE).write_text(json.dumps(asdict(info), indent=2))
         SweepCallback.active = info
         log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, n_jobs, info.parent_run_id)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # In a submitit job (hydra/launcher=slurm) submitit ignores SIGTERM, so
+        # scancel would SIGKILL the job 30 s later: its run left RUNNING, no
+        # result for the submitting process, which then waits forever where
+        # SLURM has no accounting. Make SIGTERM end the run KILLED instead.
+        if "SUBMITIT_EXECUTOR" in os.environ:
+            signal.signal(signal.SIGTERM, errors.raise_job_cancelled)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         info = read_sweep_info(Path(config.hydra.sweep.dir))

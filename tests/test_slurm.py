@@ -1,0 +1,196 @@
+"""Sweeps through SLURM: the `hydra/launcher=slurm` preset, and a real one-node
+cluster on 127.0.0.1 (munged, slurmctld, slurmd) running a sweep's jobs."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from mnist_runner import config
+from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.services import slurm_cluster
+from mnist_runner.services.slurm_cluster import ClusterError, Layout
+
+REPORT_FILES = {"gap_report.csv", "gap_report.md", "gap_per_epoch.png", "final_gap_by_config.png",
+                "test_accuracy_vs_gap.png"}
+
+
+def hydra_config(*overrides):
+    with initialize_config_dir(config_dir=str(config.CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True).hydra
+
+
+def test_slurm_preset_composes_over_submitit_and_takes_overrides():
+    hydra_cfg = hydra_config("hydra/launcher=slurm")
+    launcher = hydra_cfg.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition is None and launcher.tasks_per_node == 1 and launcher.nodes == 1
+    assert launcher.timeout_min > 0 and launcher.cpus_per_task >= 1 and launcher.mem_gb >= 1
+    assert launcher.submitit_folder.startswith(hydra_cfg.sweep.dir + "/")
+    changed = hydra_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.mem_gb=16",
+                           "hydra.launcher.timeout_min=240").launcher
+    assert (changed.partition, changed.mem_gb, changed.timeout_min) == ("gpu", 16, 240)
+
+
+def open_folder():
+    """A new folder under /tmp: munged needs every parent of its socket open to
+    all, which pytest's private tmp folders are not."""
+    root = Path(tempfile.mkdtemp(prefix="mnist-slurm-"))
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture
+def cluster_dir():
+    root = open_folder()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_slurm_conf_stays_on_localhost_and_inside_its_folder(cluster_dir):
+    layout = Layout(cluster_dir / "cluster")
+    conf = slurm_cluster.write_config(layout).read_text()
+    settings = dict(line.split("=", 1) for line in conf.splitlines() if "=" in line and not line.startswith("#"))
+    cpus, memory = slurm_cluster.machine_resources()
+    assert f"NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}" in conf
+    assert settings["SlurmctldHost"].endswith("(127.0.0.1)")
+    assert settings["SlurmctldPort"] != settings["SlurmdPort"]
+    for key in ("StateSaveLocation", "SlurmdSpoolDir", "SlurmctldPidFile", "SlurmdLogFile"):
+        assert settings[key].startswith(str(layout.root)), key
+    assert settings["AuthInfo"] == f"socket={layout.munge_socket}"
+    assert layout.munge_key.stat().st_mode & 0o777 == 0o400
+
+
+def test_a_folder_munged_cannot_use_is_refused_by_name(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(ClusterError, match=f"but {private} is mode 700"):
+        slurm_cluster.write_config(Layout(private / "cluster"))
+
+
+def test_missing_root_rights_or_programs_are_named(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(ClusterError, match="must run as root"):
+        slurm_cluster.check_prerequisites()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ClusterError, match=r"missing programs: munged, slurmctld, slurmd, .*make install-e2e"):
+        slurm_cluster.check_prerequisites()
+
+
+def test_stop_skips_daemons_that_are_down_and_stale_pid_files(tmp_path):
+    layout = Layout(tmp_path)
+    assert slurm_cluster.stop(tmp_path) == []
+    # A PID file naming a live process of another program (this one) is stale.
+    layout.pid_file("slurmctld").parent.mkdir(parents=True)
+    layout.pid_file("slurmctld").write_text(f"{os.getpid()}\n")
+    assert slurm_cluster.status(tmp_path) == {"munged": None, "slurmctld": None, "slurmd": None}
+    assert slurm_cluster.stop(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    """A one-node SLURM cluster, stopped at the end of the module even when a test fails."""
+    try:
+        slurm_cluster.check_prerequisites()
+    except ClusterError as missing:
+        reason = f"{missing} (SLURM tests need root and `make install-e2e`)"
+        if os.environ.get("MNIST_RUNNER_REQUIRE_E2E") == "1":
+            pytest.fail(reason + " (MNIST_RUNNER_REQUIRE_E2E=1)")
+        pytest.skip(reason)
+    root = open_folder()
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+    request.addfinalizer(lambda: slurm_cluster.stop(root))
+    began = time.monotonic()
+    layout = slurm_cluster.start(root)
+    print(f"SLURM cluster idle after {time.monotonic() - began:.1f} s")
+    yield layout
+    slurm_cluster.stop(root)
+    assert all(pid is None for pid in slurm_cluster.status(root).values())
+    assert slurm_cluster.leftover_job_processes(layout) == []
+
+
+def multirun(cluster, tmp_path, *overrides, background=False):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [
+        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hydra/launcher=slurm",
+        # Fits any node: both jobs run side by side on two CPUs.
+        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "data=digits", *overrides,
+        "tracking.log_model=false", f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
+    env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=tmp_path, env=env), uri
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env), uri
+
+
+def runs_by_role(uri):
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("mnist")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
+    children = [run for run in runs if run.data.tags.get("sweep_role") != "parent"]
+    return client, parents, children
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
+    done, uri = multirun(cluster, tmp_path, "trainer.epochs=2", "model.dropout=0.0,0.5")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+
+    client, parents, children = runs_by_role(uri)
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert [child.info.status for child in children] == ["FINISHED", "FINISHED"]
+    assert {child.data.tags["mlflow.parentRunId"] for child in children} == {parent.info.run_id}
+    assert sorted(child.data.params["model.dropout"] for child in children) == ["0.0", "0.5"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 2
+    logged = {artifact.path for artifact in client.list_artifacts(parent.info.run_id, "report")}
+    assert {f"report/{name}" for name in REPORT_FILES} <= logged
+    table = pd.read_csv(tmp_path / "sweep" / "report" / "gap_report.csv")
+    assert set(table["run_id"]) == {child.info.run_id for child in children}
+
+    # Each job ran under SLURM: submitit's per-job folder holds its log and result.
+    job_logs = sorted((tmp_path / "sweep" / "slurm").glob("*_*/*_0_log.out"))
+    assert len(job_logs) == 2
+    assert all("Job completed successfully" in path.read_text() for path in job_logs)
+    assert "Submitit 'slurm' sweep output dir" in output
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_path):
+    sweep, uri = multirun(cluster, tmp_path, "trainer.epochs=500", "model.dropout=0.0", background=True)
+    try:
+        deadline = time.monotonic() + 180
+        children = []
+        while not children and time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(1)
+            children = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
+        assert children, "the job's MLflow run never started"
+        # This sweep's one SLURM job, as submitit names its pickle: <job id>_submitted.pkl.
+        pickles = (tmp_path / "sweep" / "slurm").glob("*/*_submitted.pkl")
+        job_ids = [path.name.removesuffix("_submitted.pkl") for path in pickles]
+        assert len(job_ids) == 1, job_ids
+        subprocess.run(["scancel", job_ids[0]], env=cluster.client_env(), check=True)
+        output, _ = sweep.communicate(timeout=120)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, output[-3000:]
+    _, parents, children = runs_by_role(uri)
+    assert [child.info.status for child in children] == ["KILLED"]
+    assert children[0].data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
