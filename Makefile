@@ -66,7 +66,7 @@ server-stop: ## Stop the tracking server and its PostgreSQL
 server-status: ## What of the tracking server runs
 	$(BIN)/python -m mnist_runner.services.tracking_server status
 
-slurm: ## A one-node SLURM cluster on 127.0.0.1 to try hydra/launcher=slurm (root): eval "$$(make -s slurm)"
+slurm: ## A one-node SLURM cluster on 127.0.0.1 to try hydra/launcher=slurm (root); prints the SLURM_CONF to export
 	@$(BIN)/python -m mnist_runner.services.slurm_cluster start
 
 slurm-stop: ## Stop that cluster (cancels its jobs)
