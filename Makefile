@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test bench ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test bench predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ test: ## Run the test suite (about 8 minutes)
 
 bench: ## The benchmark suite (~12 min on 2 idle cores): BENCHMARKS.md, runs/bench/
 	$(BIN)/python bench/run_bench.py
+
+predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier/latest]"
+	$(BIN)/python predict.py $(ARGS)
+
+register: ## Register the best run's model in the MLflow model registry (ARGS="--name NAME --experiment NAME")
+	$(BIN)/python -m mnist_runner.registry $(ARGS)
 
 ui: ## The MLflow UI on the project's store; prints the address of the runs' per-epoch charts (PORT=..., ARGS="--experiment NAME")
 	$(BIN)/python -m mnist_runner.ui --port $(PORT) $(ARGS)
