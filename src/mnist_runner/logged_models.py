@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_runner.datasets import PIXEL_MAX
 from mnist_runner.errors import UserError
+from mnist_runner.redaction import redact
 
 DEFAULT_EXPERIMENT = "mnist"
 RANK_METRIC = "test_accuracy"
@@ -53,7 +54,9 @@ def best_run(client: MlflowClient, experiment: str) -> tuple[Run, LoggedModel]:
     found = client.get_experiment_by_name(experiment)
     if found is None:
         known = [e.name for e in client.search_experiments()]
-        raise ModelNotFound(f"--experiment {experiment}: no such experiment in {client.tracking_uri}; known: {known}")
+        raise ModelNotFound(
+            f"--experiment {experiment}: no such experiment in {redact(client.tracking_uri)}; known: {known}"
+        )
     models = {m.source_run_id: m for m in logged_models(client, found.experiment_id)}
     # A run without the metric (a sweep's parent run) is no candidate.
     runs = client.search_runs(
@@ -76,7 +79,7 @@ def run_with_model(client: MlflowClient, run_id: str) -> tuple[Run, LoggedModel]
     try:
         run = client.get_run(run_id)
     except MlflowException as error:
-        raise ModelNotFound(f"--run {run_id}: no such run in {client.tracking_uri}") from error
+        raise ModelNotFound(f"--run {run_id}: no such run in {redact(client.tracking_uri)}") from error
     models = [m for m in logged_models(client, run.info.experiment_id) if m.source_run_id == run_id]
     if not models:
         raise ModelNotFound(

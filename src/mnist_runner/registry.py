@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mnist_runner import logged_models
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     print(f"registered model {version.name!r} version {version.version} ({version.status}) from run {version.run_id}")
-    store = "" if args.uri == DEFAULT_TRACKING_URI else f" --uri {args.uri}"
+    store = "" if args.uri == DEFAULT_TRACKING_URI else f" --uri {redact(args.uri)}"
     print(f"use it: python predict.py IMAGE --model-uri models:/{version.name}/latest{store}")
     return 0
 
