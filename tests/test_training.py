@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 
 from mnist_runner.preprocess import Rescale, fit_preprocessing
 from mnist_runner.splits import holdout, stratified_subset
@@ -56,10 +57,57 @@ def test_fit_returns_a_history_per_epoch_counted_from_one():
     y = np.arange(60) % 3
     model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     compile_model(model, "sgd", 0.01)
-    result = fit(model, (x[:40], y[:40]), (x[40:], y[40:]), num_classes=3, epochs=3, batch_size=16, seed=0,
-                 train_eval_samples=10, early_stopping=False, patience=1)
+    result = fit(model, (x[:40], y[:40]), (x[40:], y[40:]), num_classes=3, epochs=3, batch_size=16,
+                 eval_batch_size=16, seed=0, train_eval_samples=10, early_stopping=False, patience=1)
     assert list(result.history["epoch"]) == [1, 2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "overfit_gap"} <= set(result.history)
+
+
+class ValidationBatches(keras.callbacks.Callback):
+    """Counts the batches of the validation passes (Keras' fit reports them as test batches)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.count += 1
+
+
+def small_fit(eval_batch_size: int) -> tuple[pd.DataFrame, int]:
+    """3 epochs on 200 samples, validated on 100; the history and the validation batches run."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 255, size=(300, 6, 6)).astype("uint8")
+    y = (x[:, 0, 0] > 127).astype(int) + (x[:, 1, 1] > 127).astype(int)
+    model = keras.Sequential([keras.Input((6, 6)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+    compile_model(model, "adam", 0.01)
+    batches = ValidationBatches()
+    result = fit(model, (x[:200], y[:200]), (x[200:], y[200:]), num_classes=3, epochs=3, batch_size=16,
+                 eval_batch_size=eval_batch_size, seed=0, train_eval_samples=150, early_stopping=False,
+                 patience=1, callbacks=[batches])
+    return result.history, batches.count
+
+
+def test_eval_batch_size_changes_the_speed_not_the_numbers():
+    """Validation and the gap's re-evaluation only predict: one batch of 1024
+    or batches of 7 give the same history (up to float rounding)."""
+    (small, small_batches), (large, large_batches) = small_fit(7), small_fit(1024)
+    assert (small_batches, large_batches) == (3 * 15, 3 * 1)  # 100 validation samples per epoch
+    assert list(small["val_accuracy"]) == list(large["val_accuracy"])
+    assert list(small["train_eval_accuracy"]) == list(large["train_eval_accuracy"])
+    np.testing.assert_allclose(small["val_loss"], large["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(small["loss"], large["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [None, True, False])
+def test_jit_compile_none_is_keras_auto(jit_compile):
+    """null keeps Keras' "auto": XLA with a GPU, none on CPUs only."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    compile_model(model, "sgd", 0.01, jit_compile)
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert model.jit_compile is (has_gpu if jit_compile is None else jit_compile)
 
 
 def test_unknown_optimizer_is_named():

@@ -55,8 +55,9 @@ def run_experiment(
     shown_overrides = " ".join(tracking.redact_override(o) for o in overrides)
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", config.summary(cfg))
     experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
-    # .get: runs logged before the option existed are resumed in float32.
+    # .get: runs logged before these options existed are resumed as they ran.
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
+    eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
 
     dataset = load_dataset(data.name, data.path)
     x, y = dataset.x_train, dataset.y_train
@@ -69,7 +70,7 @@ def run_experiment(
     else:
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape,
                             dataset.num_classes, rescale)
-        compile_model(model, trainer.optimizer, trainer.learning_rate)
+        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.get("jit_compile"))
         initial_epoch = 0
 
     tags = {
@@ -114,6 +115,7 @@ def run_experiment(
                 num_classes=dataset.num_classes,
                 epochs=trainer.epochs,
                 batch_size=trainer.batch_size,
+                eval_batch_size=eval_batch_size,
                 seed=trainer.seed,
                 train_eval_samples=trainer.train_eval_samples,
                 early_stopping=trainer.early_stopping,
@@ -130,8 +132,8 @@ def run_experiment(
         history = joined(earlier, fitted.history)
         tracking.log_history(history)
         y_test_onehot = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-        test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=trainer.batch_size, verbose=0, return_dict=True)
-        predicted = np.argmax(model.predict(dataset.x_test, batch_size=trainer.batch_size, verbose=0), axis=1)
+        test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=eval_batch_size, verbose=0, return_dict=True)
+        predicted = np.argmax(model.predict(dataset.x_test, batch_size=eval_batch_size, verbose=0), axis=1)
         metrics = {
             "test_loss": float(test["loss"]),
             "test_accuracy": float(test["accuracy"]),

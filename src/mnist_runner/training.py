@@ -29,13 +29,15 @@ class FitResult:
     seconds: float
 
 
-def compile_model(model: keras.Model, optimizer: str, learning_rate: float) -> None:
+def compile_model(model: keras.Model, optimizer: str, learning_rate: float, jit_compile: bool | None = None) -> None:
+    """``jit_compile=None`` is Keras' "auto": XLA on GPUs, not on CPUs."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"trainer.optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}")
     model.compile(
         optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile="auto" if jit_compile is None else jit_compile,
     )
 
 
@@ -76,6 +78,7 @@ def fit(
     num_classes: int,
     epochs: int,
     batch_size: int,
+    eval_batch_size: int,
     seed: int,
     train_eval_samples: int | None,
     early_stopping: bool,
@@ -84,14 +87,16 @@ def fit(
     initial_epoch: int = 0,
 ) -> FitResult:
     """Train a compiled model; labels are class indices, one-hot encoded here as
-    in the course. ``initial_epoch`` > 0 continues a resumed run."""
+    in the course. Validation and the gap's re-evaluation predict in batches of
+    ``eval_batch_size``: the numbers do not depend on it, the speed does.
+    ``initial_epoch`` > 0 continues a resumed run."""
     x_train, y_train = train[0], keras.utils.to_categorical(train[1], num_classes)
     x_val, y_val = validation[0], keras.utils.to_categorical(validation[1], num_classes)
     x_eval, y_eval = eval_sample(x_train, y_train, train_eval_samples, seed)
     # GapMetrics first: the callbacks after it (and Keras' own) see the gap.
     # TerminateOnNaN stops at the first non-finite batch loss instead of
     # training on for the remaining epochs.
-    all_callbacks = [keras.callbacks.TerminateOnNaN(), GapMetrics(x_eval, y_eval, batch_size), *callbacks]
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), GapMetrics(x_eval, y_eval, eval_batch_size), *callbacks]
     if early_stopping:
         all_callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
@@ -103,6 +108,7 @@ def fit(
         validation_data=(x_val, y_val),
         epochs=epochs,
         batch_size=batch_size,
+        validation_batch_size=eval_batch_size,
         callbacks=all_callbacks,
         initial_epoch=initial_epoch,
         # A live progress bar on a terminal; one line per epoch in logs and CI.
