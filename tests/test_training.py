@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from mnist_runner.preprocess import Rescale, fit_preprocessing
 from mnist_runner.splits import holdout, stratified_subset
-from mnist_runner.training import GapMetrics, compile_model, eval_sample, fit, overfit_gap, summarize_history
+from mnist_runner.training import (GapMetrics, compile_model, eval_sample, evaluate_test_set, fit, overfit_gap,
+                                   summarize_history)
 
 
 def test_overfit_gap_is_train_minus_validation():
@@ -63,49 +64,80 @@ def test_fit_returns_a_history_per_epoch_counted_from_one():
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "overfit_gap"} <= set(result.history)
 
 
-class ValidationBatches(keras.callbacks.Callback):
-    """Counts the batches of the validation passes (Keras' fit reports them as test batches)."""
+class BatchCalls(keras.callbacks.Callback):
+    """Counts the per-batch calls Keras makes in training and in the validation passes."""
 
     def __init__(self):
         super().__init__()
-        self.count = 0
+        self.train = self.validation = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.train += 1
 
     def on_test_batch_end(self, batch, logs=None):
-        self.count += 1
+        self.validation += 1
 
 
-def small_fit(eval_batch_size: int) -> tuple[pd.DataFrame, int]:
-    """3 epochs on 200 samples, validated on 100; the history and the validation batches run."""
+def small_fit(eval_batch_size: int = 16, steps_per_execution: int = 1) -> tuple[pd.DataFrame, BatchCalls]:
+    """3 epochs on 200 samples (13 batches of 16), validated on 100."""
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(2)
     x = rng.integers(0, 255, size=(300, 6, 6)).astype("uint8")
     y = (x[:, 0, 0] > 127).astype(int) + (x[:, 1, 1] > 127).astype(int)
     model = keras.Sequential([keras.Input((6, 6)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
                               keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")])
-    compile_model(model, "adam", 0.01)
-    batches = ValidationBatches()
+    compile_model(model, "adam", 0.01, steps_per_execution)
+    calls = BatchCalls()
     result = fit(model, (x[:200], y[:200]), (x[200:], y[200:]), num_classes=3, epochs=3, batch_size=16,
                  eval_batch_size=eval_batch_size, seed=0, train_eval_samples=150, early_stopping=False,
-                 patience=1, callbacks=[batches])
-    return result.history, batches.count
+                 patience=1, callbacks=[calls])
+    return result.history, calls
+
+
+def assert_same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """The same history up to float rounding (summation order)."""
+    for column in ("accuracy", "val_accuracy", "train_eval_accuracy"):
+        assert list(a[column]) == list(b[column]), column
+    for column in ("loss", "val_loss", "train_eval_loss"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-5, err_msg=column)
 
 
 def test_eval_batch_size_changes_the_speed_not_the_numbers():
-    """Validation and the gap's re-evaluation only predict: one batch of 1024
-    or batches of 7 give the same history (up to float rounding)."""
-    (small, small_batches), (large, large_batches) = small_fit(7), small_fit(1024)
-    assert (small_batches, large_batches) == (3 * 15, 3 * 1)  # 100 validation samples per epoch
-    assert list(small["val_accuracy"]) == list(large["val_accuracy"])
-    assert list(small["train_eval_accuracy"]) == list(large["train_eval_accuracy"])
-    np.testing.assert_allclose(small["val_loss"], large["val_loss"], rtol=1e-5)
-    np.testing.assert_allclose(small["loss"], large["loss"], rtol=1e-6)
+    """Validation and the gap's re-evaluation only predict: batches of 7 or
+    one batch of 1024 give the same history."""
+    (small, small_calls), (large, large_calls) = small_fit(eval_batch_size=7), small_fit(eval_batch_size=1024)
+    assert (small_calls.validation, large_calls.validation) == (3 * 15, 3 * 1)  # 100 samples per epoch
+    assert_same_numbers(small, large)
+
+
+def test_steps_per_execution_changes_the_speed_not_the_numbers():
+    """Several batches per call into TensorFlow: the same batches, in the same
+    order, with the same updates; only the per-batch callbacks fire less often."""
+    (one, one_calls), (five, five_calls) = small_fit(steps_per_execution=1), small_fit(steps_per_execution=5)
+    assert (one_calls.train, five_calls.train) == (3 * 13, 3 * 3)
+    assert_same_numbers(one, five)
+
+
+def test_test_set_metrics_are_keras_evaluate_in_one_pass():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(3).normal(size=(130, 5)).astype("float32")
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax")])
+    compile_model(model, "sgd", 0.1)
+    model.fit(x, keras.utils.to_categorical(y, 3), epochs=2, verbose=0)
+    metrics, predicted = evaluate_test_set(model, x, y, num_classes=3, batch_size=32)
+    expected = model.evaluate(x, keras.utils.to_categorical(y, 3), verbose=0, return_dict=True)
+    assert metrics["test_loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert metrics["test_accuracy"] == pytest.approx(expected["accuracy"])
+    assert 0.3 < metrics["test_accuracy"] < 1  # trained, not perfect: a real check on the argmax
+    assert (predicted == np.argmax(model.predict(x, verbose=0), axis=1)).all()
 
 
 @pytest.mark.parametrize("jit_compile", [None, True, False])
 def test_jit_compile_none_is_keras_auto(jit_compile):
     """null keeps Keras' "auto": XLA with a GPU, none on CPUs only."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
-    compile_model(model, "sgd", 0.01, jit_compile)
+    compile_model(model, "sgd", 0.01, jit_compile=jit_compile)
     has_gpu = bool(tf.config.list_physical_devices("GPU"))
     assert model.jit_compile is (has_gpu if jit_compile is None else jit_compile)
 

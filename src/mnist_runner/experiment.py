@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import keras
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
@@ -26,7 +25,7 @@ from mnist_runner.models import build_model
 from mnist_runner.preprocess import fit_preprocessing
 from mnist_runner.splits import holdout, stratified_subset
 from mnist_runner.sweep import SweepInfo
-from mnist_runner.training import compile_model, fit, history_frame, summarize_history
+from mnist_runner.training import compile_model, evaluate_test_set, fit, history_frame, summarize_history
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,8 @@ def run_experiment(
     else:
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape,
                             dataset.num_classes, rescale)
-        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.get("jit_compile"))
+        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.get("steps_per_execution", 1),
+                      trainer.get("jit_compile"))
         initial_epoch = 0
 
     tags = {
@@ -131,12 +131,10 @@ def run_experiment(
             raise
         history = joined(earlier, fitted.history)
         tracking.log_history(history)
-        y_test_onehot = keras.utils.to_categorical(dataset.y_test, dataset.num_classes)
-        test = model.evaluate(dataset.x_test, y_test_onehot, batch_size=eval_batch_size, verbose=0, return_dict=True)
-        predicted = np.argmax(model.predict(dataset.x_test, batch_size=eval_batch_size, verbose=0), axis=1)
+        test, predicted = evaluate_test_set(model, dataset.x_test, dataset.y_test, dataset.num_classes,
+                                            eval_batch_size)
         metrics = {
-            "test_loss": float(test["loss"]),
-            "test_accuracy": float(test["accuracy"]),
+            **test,
             **summarize_history(history),
             "fit_seconds": fitted.seconds,
         }
@@ -177,13 +175,20 @@ def search_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
     return [PruningReporter(trial.storage, trial.study_name, trial.trial_number, median_pruner(trial.warmup_epochs))]
 
 
+_sessions_prepared = 0  # in this process: an in-process sweep or a notebook runs several jobs
+
+
 def prepare_session(seed: int, deterministic: bool, precision: str = "float32") -> None:
     """A fresh Keras state seeded for this run: a job of a sweep run in the same
     process gives the numbers it gives alone. The dtype policy is set every
     time, float32 included, since it is global and would otherwise leak from a
     ``mixed_bfloat16`` job into the next. With ``deterministic``, also
     TensorFlow's op determinism."""
-    keras.backend.clear_session()
+    global _sessions_prepared
+    # Garbage collection frees an earlier job's models and graphs; it takes
+    # ~0.2 s, so the first job of a process, with nothing to free, skips it.
+    keras.backend.clear_session(free_memory=_sessions_prepared > 0)
+    _sessions_prepared += 1
     forget_traced_gradients()
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)

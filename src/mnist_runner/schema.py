@@ -122,12 +122,15 @@ class TrainerConfig:
     checkpoint_dir: Optional[str] = None
     train_eval_samples: Optional[int] = 10_000
     eval_batch_size: int = 1024
+    steps_per_execution: int = 32
     jit_compile: Optional[bool] = None
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
         require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, "must be >= 1")
         require(self.eval_batch_size >= 1, "trainer.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        require(self.steps_per_execution >= 1, "trainer.steps_per_execution", self.steps_per_execution,
+                "must be >= 1")
         require(0 < self.validation_split < 1, "trainer.validation_split", self.validation_split,
                 "a fraction strictly between 0 and 1")
         one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
