@@ -1,8 +1,8 @@
 """Does an execution option make the runner's training faster here? Seconds
 per epoch of the course's models under each option, each in a fresh process.
 
-    python bench/execution_options.py                      # dense and cnn, 2 rounds (about 8 minutes)
-    python bench/execution_options.py --models dense --rounds 3
+    python bench/execution_options.py                      # dense and cnn, 2 rounds (about 12 minutes)
+    python bench/execution_options.py --models dense --rounds 3 --options default steps_64 xla+steps_32
 
 An epoch here is what the runner's epoch is: training, validation and the
 overfitting gap's re-evaluation of 10,000 training samples (``GapMetrics``),
@@ -10,17 +10,21 @@ on the model ``build_model`` makes. Options, each against ``default``
 (Keras' defaults, evaluation at the training batch size of 128, as the
 course's notebook does):
 
-- ``xla``: ``jit_compile=True`` (Keras' "auto" means off on CPUs)
-- ``tf_data``: a ``tf.data`` pipeline with shuffle, batch and prefetch
-  instead of NumPy arrays
+- ``steps_32``: 32 batches per call into TensorFlow
+  (``trainer.steps_per_execution``)
 - ``eval_batch_1024``: validation and gap evaluation in batches of 1024
   (``trainer.eval_batch_size``); training is unchanged
+- ``xla``: ``jit_compile=True`` (``trainer.jit_compile``; Keras' "auto"
+  means off on CPUs)
+- ``tf_data``: a ``tf.data`` pipeline with shuffle, batch and prefetch
+  instead of NumPy arrays
 - ``threads_intra2_inter1`` / ``threads_intra1_inter2``: TensorFlow's thread
-  pools (``trainer.intra_op_threads`` / ``inter_op_threads``)
+  pools (``tf.config.threading``; not a runner option)
 
+``+`` combines options; the numbers in a name can be changed (``steps_64``).
 The runner keeps an option as a default only if it wins beyond the
-epoch-to-epoch noise at the same accuracy; BENCHMARKS.md ("Execution
-options") has the last numbers.
+epoch-to-epoch noise at the same accuracy; README, "Execution options", has
+the last numbers and what was kept.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import sys
 import time
 from pathlib import Path
 
-OPTIONS = ("default", "xla", "tf_data", "eval_batch_1024", "threads_intra2_inter1", "threads_intra1_inter2")
+OPTIONS = ("default", "steps_32", "eval_batch_1024", "steps_32+eval_batch_1024", "xla", "tf_data",
+           "threads_intra2_inter1", "threads_intra1_inter2")
 EPOCHS = 4
 CNN_SAMPLES = 12_000  # a CNN epoch on all 42,000 training samples takes too long for several rounds
 OUT = Path(__file__).resolve().parents[1] / "runs" / "bench" / "execution_options.json"
@@ -42,17 +47,19 @@ OUT = Path(__file__).resolve().parents[1] / "runs" / "bench" / "execution_option
 
 def settings(option: str) -> dict:
     """What an option name asks for; ``+`` combines options (``eval_batch_1024+xla``)."""
-    chosen = {"xla": False, "tf_data": False, "eval_batch": None, "threads": None}
+    chosen = {"xla": False, "tf_data": False, "eval_batch": None, "steps": 1, "threads": None}
     for part in option.split("+"):
         if part in ("xla", "tf_data"):
             chosen[part] = True
+        elif part.startswith("steps_"):
+            chosen["steps"] = int(part.removeprefix("steps_"))
         elif part.startswith("eval_batch_"):
             chosen["eval_batch"] = int(part.removeprefix("eval_batch_"))
         elif part.startswith("threads_"):
             intra, inter = part.removeprefix("threads_intra").split("_inter")
             chosen["threads"] = (int(intra), int(inter))
         elif part != "default":
-            raise ValueError(f"unknown option {part!r}")
+            raise ValueError(f"unknown option {part!r} in {option!r}")
     return chosen
 
 
@@ -84,7 +91,8 @@ def one_run(option: str, model_name: str) -> dict:
     rescale = fit_preprocessing(cfg.preprocess.name, x_train, data.pixel_max)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), data.image_shape, 10, rescale)
     model.compile(optimizer=keras.optimizers.RMSprop(trainer.learning_rate), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=True if chosen["xla"] else "auto")
+                  metrics=["accuracy"], jit_compile=True if chosen["xla"] else "auto",
+                  steps_per_execution=chosen["steps"])
     y_train, y_val = keras.utils.to_categorical(y_train, 10), keras.utils.to_categorical(y_val, 10)
     batch = trainer.batch_size
     eval_batch = chosen["eval_batch"] or batch
@@ -122,7 +130,10 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     for option in args.options:
-        settings(option)  # an unknown name fails here, not in the first child
+        try:
+            settings(option)  # an unknown name fails here, not in the first child
+        except ValueError as error:
+            parser.error(f"{error}; known: {', '.join(OPTIONS)}")
     if args.one:
         print(json.dumps(one_run(*args.one)))
         return
