@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test bench predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -48,8 +48,11 @@ compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --e
 test: ## Run the test suite (about 8 minutes)
 	$(BIN)/python -m pytest
 
-bench: ## The benchmark suite (~12 min on 2 idle cores): BENCHMARKS.md, runs/bench/
+bench: ## The benchmark suite (~11 min on 2 idle cores): BENCHMARKS.md, runs/bench/
 	$(BIN)/python bench/run_bench.py
+
+bench-options: ## Seconds per epoch under each execution option (~12 min): XLA, tf.data, batching, threads
+	$(BIN)/python bench/execution_options.py $(ARGS)
 
 predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier/latest]"
 	$(BIN)/python predict.py $(ARGS)
