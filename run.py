@@ -74,6 +74,9 @@ def resume(cfg: DictConfig):
 
 
 def cli() -> None:
+    # Both raise errors.Interrupted (a KeyboardInterrupt) and note it, so the
+    # run ends KILLED even where Python drops the exception (see errors.py).
+    signal.signal(signal.SIGINT, errors.raise_interrupted)
     signal.signal(signal.SIGTERM, errors.raise_interrupted)
     try:
         main()

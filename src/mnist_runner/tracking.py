@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from mnist_runner import plots
+from mnist_runner import errors, plots
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 from mnist_runner.redaction import redact, redact_override
@@ -127,7 +127,8 @@ def tracked_run(
     resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """One MLflow run, always closed: FINISHED; FAILED on an error, with its
-    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM. In a
+    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM (also
+    where the signal's exception was dropped or surfaced as another error). In a
     sweep it is a child of the sweep's parent run; ``resume_run_id`` reopens an
     interrupted run."""
     if resume_run_id:
@@ -138,15 +139,29 @@ def tracked_run(
     with mlflow.start_run(**start, tags=dict(tags)) as run:
         try:
             yield run
-        except KeyboardInterrupt:
-            mlflow.set_tag("failure_reason", "interrupted")
-            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            if errors.pending_stop() is not None:  # a stop signal whose exception Python dropped
+                raise errors.pending_stop()
+        except BaseException as error:
+            # A stop signal is the reason, whatever error it surfaced as.
+            reason = errors.take_pending_stop() or error
+            end_run_on(reason)
+            if reason is not error:
+                raise reason from error
             raise
-        except Exception as error:
-            mlflow.set_tag("failure_reason", f"{type(error).__name__}: {error}"[:5000])
-            if hasattr(error, "run_status"):  # e.g. a pruned search trial: KILLED, not FAILED
-                mlflow.end_run(error.run_status)
-            raise
+
+
+def end_run_on(error: BaseException) -> None:
+    """Close the active run for ``error``: KILLED on Ctrl-C or SIGTERM, or with
+    the error's own ``run_status`` (a cancelled cluster job, a pruned search
+    trial); else ``mlflow.start_run`` ends it FAILED. Its reason becomes the
+    ``failure_reason`` tag."""
+    if isinstance(error, KeyboardInterrupt):
+        mlflow.set_tag("failure_reason", "interrupted")
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+    elif isinstance(error, Exception):
+        mlflow.set_tag("failure_reason", f"{type(error).__name__}: {error}"[:5000])
+        if hasattr(error, "run_status"):
+            mlflow.end_run(error.run_status)
 
 
 class EpochLogger(keras.callbacks.Callback):
