@@ -45,7 +45,7 @@ sweep: ## The overfitting-gap sweep on MNIST (16 jobs, ~10 min): experiments/ove
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
 	$(BIN)/python -m mnist_runner.compare $(ARGS)
 
-test: ## Run the test suite (about 8 minutes)
+test: ## Run the test suite (about 10 minutes)
 	$(BIN)/python -m pytest
 
 bench: ## The benchmark suite (~11 min on 2 idle cores): BENCHMARKS.md, runs/bench/
