@@ -15,6 +15,7 @@ def test_composed_groups_become_schema_objects(compose_cfg):
     (["trainer.patience=0"], "trainer.patience=0 is not allowed"),
     (["trainer.train_eval_samples=0"], "trainer.train_eval_samples=0 is not allowed"),
     (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0 is not allowed: must be >= 1"),
+    (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0 is not allowed: must be >= 1"),
     (["model=cnn", "model.kernel_size=0"], "model.kernel_size=0 is not allowed: must be >= 1"),
     (["model=cnn", "model.conv_filters=[]"], None),
     (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed: must not be empty"),

@@ -88,6 +88,18 @@ def test_a_signal_during_training_stops_it_between_batches():
     assert signalled.batches_after == 0  # Keras ran no batch after it
 
 
+class SignalAtEpochEnd(keras.callbacks.Callback):
+    """A signal after the last batch and validation: no batch end comes after it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        errors.raise_interrupted(signal.SIGTERM, None)  # noted, not raised
+
+
+def test_a_signal_after_the_last_batch_stops_as_training_ends():
+    with pytest.raises(errors.Interrupted):
+        tiny_fit(epochs=1, callbacks=[SignalAtEpochEnd()])
+
+
 def test_outside_training_and_on_a_second_signal_the_handler_raises_at_once():
     with pytest.raises(errors.Interrupted):
         errors.raise_interrupted(signal.SIGINT, None)

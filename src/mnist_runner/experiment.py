@@ -54,7 +54,8 @@ def run_experiment(
     shown_overrides = " ".join(tracking.redact_override(o) for o in overrides)
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", config.summary(cfg))
     experiment_id = tracking.connect(track.uri, track.experiment, track.artifact_location)
-    # .get: runs logged before these options existed are resumed as they ran.
+    # .get: a resumed run logged before these options existed goes on as it ran
+    # (its checkpoint keeps how it was compiled).
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
     eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
 
@@ -69,8 +70,8 @@ def run_experiment(
     else:
         model = build_model(OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape,
                             dataset.num_classes, rescale)
-        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.get("steps_per_execution", 1),
-                      trainer.get("jit_compile"))
+        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.steps_per_execution,
+                      trainer.jit_compile)
         initial_epoch = 0
 
     tags = {

@@ -73,14 +73,19 @@ class GapMetrics(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Raises a noted stop signal's exception between batches (every
-    ``steps_per_execution`` of them), where Keras stops cleanly: during
-    training the signal handlers only note it (errors.stops_deferred)."""
+    ``steps_per_execution`` of them) or as training ends, where Keras stops
+    cleanly: during training the signal handlers only note it
+    (errors.stops_deferred)."""
 
     def on_train_batch_end(self, batch, logs=None):
         if errors.pending_stop() is not None:
             raise errors.pending_stop()
 
-    on_test_batch_end = on_train_batch_end
+    def on_test_batch_end(self, batch, logs=None):
+        self.on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        self.on_train_batch_end(None, logs)
 
 
 def overfit_gap(train_accuracy: float, val_accuracy: float) -> float:
@@ -143,8 +148,6 @@ def fit(
             # A live progress bar on a terminal; one line per epoch in logs and CI.
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    if errors.pending_stop() is not None:  # noted after the last batch
-        raise errors.pending_stop()
     seconds = time.perf_counter() - start
     frame = history_frame(history.history, first_epoch=initial_epoch + 1)
     if len(frame) and not np.isfinite(frame["loss"].iloc[-1]):
