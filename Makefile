@@ -10,10 +10,10 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: ## Create .venv, install the package with its tests, fetch MNIST
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,21 @@ sweep: ## The overfitting-gap sweep on MNIST (16 jobs, ~10 min): experiments/ove
 	$(BIN)/python run.py experiment=overfitting_gap $(ARGS)
 
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
-	$(BIN)/python -m mnist_runner.compare $(ARGS)
+	$(BIN)/python -m mnist_runner.sweeps.compare $(ARGS)
 
-test: ## Run the test suite (about 10 minutes)
+test: ## The whole test suite, what CI runs (about 10 minutes)
 	$(BIN)/python -m pytest
+
+test-fast: ## The tests that neither train nor start processes: the edit-test loop (under 90 s)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: ## Lint and format check (ruff, configured in pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: ## Fix what ruff can: import order, formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: ## The benchmark suite (~11 min on 2 idle cores): BENCHMARKS.md, runs/bench/
 	$(BIN)/python bench/run_bench.py
@@ -58,10 +69,10 @@ predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | -
 	$(BIN)/python predict.py $(ARGS)
 
 register: ## Register the best run's model in the MLflow model registry (ARGS="--name NAME --experiment NAME")
-	$(BIN)/python -m mnist_runner.registry $(ARGS)
+	$(BIN)/python -m mnist_runner.serving.registry $(ARGS)
 
 ui: ## The MLflow UI on the project's store; prints the address of the runs' per-epoch charts (PORT=..., ARGS="--experiment NAME")
-	$(BIN)/python -m mnist_runner.ui --port $(PORT) $(ARGS)
+	$(BIN)/python -m mnist_runner.services.ui --port $(PORT) $(ARGS)
 
 ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium, ~2 min)
 	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png

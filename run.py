@@ -1,10 +1,12 @@
 """Train, evaluate and track one image classifier: ``python run.py model=cnn``.
 
 Hydra composes the config from conf/ (and a preset from experiments/) and the
-command line; ``mnist_runner.experiment.run_experiment`` does the work.
-TensorFlow is imported only after the config is validated, so ``--help``,
-``--cfg`` and config errors are fast. With ``-m`` (or a sweep preset) every
-job is a child run of one MLflow parent run (``mnist_runner.sweep``).
+command line; ``mnist_runner.pipeline.experiment.run_experiment`` does the
+work. TensorFlow is imported only after the config is validated, so
+``--help``, ``--cfg`` and config errors are fast. With ``-m`` (or a sweep
+preset) every job is a child run of one MLflow parent run
+(``mnist_runner.sweeps``); this entry point hands the parent run and a
+search's pruning to the run.
 
 Exit codes: 0 done, 1 the run failed, 2 bad command line, config or data
 (nothing was run), 130 / 143 interrupted by Ctrl-C / SIGTERM.
@@ -21,9 +23,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_runner import config, errors, schema, sweep
+from mnist_runner import errors, signals
+from mnist_runner.config import compose, schema
+from mnist_runner.sweeps import parent
 
-config.register()
+compose.register()
 log = logging.getLogger("run")
 task_started = False
 
@@ -36,13 +40,7 @@ def main(cfg: DictConfig) -> dict | None:
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         schema.validate(cfg)
-        from mnist_runner.experiment import run_experiment
-
-        if cfg.resume:
-            result = resume(cfg)
-        else:
-            sweep_info = sweep.read_sweep_info(Path(hydra_cfg.sweep.dir)) if in_sweep else None
-            result = run_experiment(cfg, overrides=list(hydra_cfg.overrides.task), sweep=sweep_info)
+        result = train(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.sweep.dir) if in_sweep else None)
     except errors.RunPruned as pruned:
         log.info("%s", pruned)
         return {"pruned": True}
@@ -60,40 +58,46 @@ def main(cfg: DictConfig) -> dict | None:
     return result.metrics
 
 
-def resume(cfg: DictConfig):
-    """Continue an interrupted run with the config it logged (in the store of
-    ``tracking.uri``), from its last checkpoint."""
-    from omegaconf import OmegaConf
+def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
+    """One run: a new one, or the interrupted run ``resume=<run id>`` continued
+    with the config it logged (in the store of ``tracking.uri``)."""
+    from mnist_runner.pipeline.experiment import run_experiment
 
-    from mnist_runner import tracking
-    from mnist_runner.experiment import run_experiment
+    if cfg.resume:
+        from mnist_runner.pipeline.resume import plan_resume
 
-    stored = OmegaConf.create(tracking.load_run_config(cfg.tracking.uri, cfg.resume))
-    stored.tracking.uri = cfg.tracking.uri
-    return run_experiment(stored, resume_run_id=cfg.resume)
+        stored, resume = plan_resume(cfg.tracking.uri, cfg.resume)
+        return run_experiment(stored, resume=resume)
+    from mnist_runner.sweeps.pruning import trial_callbacks
+
+    sweep = parent.read_sweep_info(sweep_dir) if sweep_dir else None
+    return run_experiment(
+        cfg,
+        overrides=overrides,
+        parent_run_id=sweep.parent_run_id if sweep else None,
+        extra_tags={"sweep_id": sweep.sweep_id} if sweep else None,
+        callbacks=trial_callbacks(cfg),
+    )
 
 
 def cli() -> None:
-    # Both raise errors.Interrupted (a KeyboardInterrupt) and note it, so the
-    # run ends KILLED even where Python drops the exception (see errors.py).
-    signal.signal(signal.SIGINT, errors.raise_interrupted)
-    signal.signal(signal.SIGTERM, errors.raise_interrupted)
+    signals.install_handlers()
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        sweep.abort_active_sweep("KILLED")
+        parent.abort_active_sweep("KILLED")
         print(f"interrupted ({interrupt})", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except SystemExit as done:
         if done.code not in (0, None):
-            sweep.abort_active_sweep("FAILED")
+            parent.abort_active_sweep("FAILED")
         # Hydra exits 1 after printing why it could not compose the config
         # (unknown option or key, wrong type): a usage error.
         if done.code == 1 and not task_started:
             sys.exit(errors.EXIT_USAGE)
         raise
     except BaseException:
-        sweep.abort_active_sweep("FAILED")
+        parent.abort_active_sweep("FAILED")
         raise
 
 

@@ -38,8 +38,16 @@ import sys
 import time
 from pathlib import Path
 
-OPTIONS = ("default", "steps_32", "eval_batch_1024", "steps_32+eval_batch_1024", "xla", "tf_data",
-           "threads_intra2_inter1", "threads_intra1_inter2")
+OPTIONS = (
+    "default",
+    "steps_32",
+    "eval_batch_1024",
+    "steps_32+eval_batch_1024",
+    "xla",
+    "tf_data",
+    "threads_intra2_inter1",
+    "threads_intra1_inter2",
+)
 EPOCHS = 4
 CNN_SAMPLES = 12_000  # a CNN epoch on all 42,000 training samples takes too long for several rounds
 OUT = Path(__file__).resolve().parents[1] / "runs" / "bench" / "execution_options.json"
@@ -74,12 +82,12 @@ def one_run(option: str, model_name: str) -> dict:
     import keras
     from omegaconf import OmegaConf
 
-    from mnist_runner.api import compose_config
-    from mnist_runner.datasets import load_dataset
-    from mnist_runner.models import build_model
-    from mnist_runner.preprocess import fit_preprocessing
-    from mnist_runner.splits import holdout
-    from mnist_runner.training import GapMetrics, eval_sample
+    from mnist_runner.config.compose import compose_config
+    from mnist_runner.datasets.loader import load_dataset
+    from mnist_runner.pipeline.gap import GapMetrics, eval_sample
+    from mnist_runner.pipeline.models import build_model
+    from mnist_runner.pipeline.preprocess import fit_preprocessing
+    from mnist_runner.pipeline.splits import holdout
 
     cfg = compose_config([f"model={model_name}"])
     trainer = cfg.trainer
@@ -90,9 +98,13 @@ def one_run(option: str, model_name: str) -> dict:
     keras.utils.set_random_seed(trainer.seed)
     rescale = fit_preprocessing(cfg.preprocess.name, x_train, data.pixel_max)
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), data.image_shape, 10, rescale)
-    model.compile(optimizer=keras.optimizers.RMSprop(trainer.learning_rate), loss="categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=True if chosen["xla"] else "auto",
-                  steps_per_execution=chosen["steps"])
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(trainer.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=True if chosen["xla"] else "auto",
+        steps_per_execution=chosen["steps"],
+    )
     y_train, y_val = keras.utils.to_categorical(y_train, 10), keras.utils.to_categorical(y_val, 10)
     batch = trainer.batch_size
     eval_batch = chosen["eval_batch"] or batch
@@ -108,24 +120,46 @@ def one_run(option: str, model_name: str) -> dict:
 
     callbacks = [GapMetrics(x_eval, y_eval, eval_batch), Clock()]  # the clock last: the gap is part of the epoch
     if chosen["tf_data"]:
-        train = (tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(y_train), seed=trainer.seed)
-                 .batch(batch).prefetch(tf.data.AUTOTUNE))
+        train = (
+            tf.data.Dataset.from_tensor_slices((x_train, y_train))
+            .shuffle(len(y_train), seed=trainer.seed)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
         val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(batch).prefetch(tf.data.AUTOTUNE)
         history = model.fit(train, validation_data=val, epochs=EPOCHS, callbacks=callbacks, verbose=0)
     else:
-        history = model.fit(x_train, y_train, validation_data=(x_val, y_val), batch_size=batch, epochs=EPOCHS,
-                            validation_batch_size=eval_batch, callbacks=callbacks, verbose=0)
-    _, test_accuracy = model.evaluate(data.x_test, keras.utils.to_categorical(data.y_test, 10),
-                                      batch_size=eval_batch, verbose=0)
-    return {"option": option, "model": model_name, "epoch_seconds": seconds,
-            "val_accuracy": history.history["val_accuracy"][-1], "test_accuracy": test_accuracy}
+        history = model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            batch_size=batch,
+            epochs=EPOCHS,
+            validation_batch_size=eval_batch,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    _, test_accuracy = model.evaluate(
+        data.x_test, keras.utils.to_categorical(data.y_test, 10), batch_size=eval_batch, verbose=0
+    )
+    return {
+        "option": option,
+        "model": model_name,
+        "epoch_seconds": seconds,
+        "val_accuracy": history.history["val_accuracy"][-1],
+        "test_accuracy": test_accuracy,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["dense", "cnn"], choices=["dense", "cnn"])
-    parser.add_argument("--options", nargs="+", default=list(OPTIONS),
-                        help="names as above; + combines them, e.g. eval_batch_2048+threads_intra1_inter2")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        default=list(OPTIONS),
+        help="names as above; + combines them, e.g. eval_batch_2048+threads_intra1_inter2",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--one", nargs=2, metavar=("OPTION", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,11 +177,18 @@ def main() -> None:
     for _ in range(args.rounds):  # rounds alternate the options, so drifting load hits them alike
         for model_name in args.models:
             for option in options:
-                done = subprocess.run([sys.executable, __file__, "--one", option, model_name], env=env,
-                                      capture_output=True, text=True, check=True)
+                done = subprocess.run(
+                    [sys.executable, __file__, "--one", option, model_name],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print(f"seconds per epoch after the first, median over {args.rounds} round(s) x {EPOCHS - 1} epochs "
-          "(ratio to default; test accuracy of the last round):")
+    print(
+        f"seconds per epoch after the first, median over {args.rounds} round(s) x {EPOCHS - 1} epochs "
+        "(ratio to default; test accuracy of the last round):"
+    )
     for model_name in args.models:
         base = None
         for option in options:
@@ -155,9 +196,12 @@ def main() -> None:
             epochs = [s for r in runs for s in r["epoch_seconds"][1:]]
             median = statistics.median(epochs)
             base = base or median
-            print(f"  {model_name:5} {option:22} {median:5.2f} s ({median / base:.2f}x, "
-                  f"{min(epochs):.2f}-{max(epochs):.2f})  first epoch {statistics.median(r['epoch_seconds'][0] for r in runs):5.2f} s  "
-                  f"test accuracy {runs[-1]['test_accuracy']:.4f}")
+            first = statistics.median(r["epoch_seconds"][0] for r in runs)
+            print(
+                f"  {model_name:5} {option:22} {median:5.2f} s ({median / base:.2f}x, "
+                f"{min(epochs):.2f}-{max(epochs):.2f})  first epoch {first:5.2f} s  "
+                f"test accuracy {runs[-1]['test_accuracy']:.4f}"
+            )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1))
     print(f"details: {OUT}")

@@ -104,23 +104,34 @@ def main() -> None:
     model.compile(optimizer=recipe["optimizer"], loss="categorical_crossentropy", metrics=["accuracy"])
     clock = EpochClock(x_test, y_test, args.target)
     fit_start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=128, epochs=args.epochs or recipe["epochs"],
-              validation_split=recipe["validation_split"], callbacks=[clock], verbose=0)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=128,
+        epochs=args.epochs or recipe["epochs"],
+        validation_split=recipe["validation_split"],
+        callbacks=[clock],
+        verbose=0,
+    )
     fit_seconds = time.perf_counter() - fit_start
     _, test_accuracy = model.evaluate(x_test, y_test, batch_size=512, verbose=0)
 
     trained = int(len(y_train) * (1 - recipe["validation_split"]))
-    print(json.dumps({
-        "model": args.model,
-        "epochs_run": len(clock.seconds),
-        "fit_seconds": fit_seconds,
-        "epoch_seconds": clock.seconds,
-        "samples_per_second": [trained / seconds for seconds in clock.seconds],
-        "test_accuracy": float(test_accuracy),
-        "test_accuracy_per_epoch": clock.test_accuracy,
-        "seconds_to_target": clock.reached_at,
-        "seconds_in_process": time.perf_counter() - START,
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "epochs_run": len(clock.seconds),
+                "fit_seconds": fit_seconds,
+                "epoch_seconds": clock.seconds,
+                "samples_per_second": [trained / seconds for seconds in clock.seconds],
+                "test_accuracy": float(test_accuracy),
+                "test_accuracy_per_epoch": clock.test_accuracy,
+                "seconds_to_target": clock.reached_at,
+                "seconds_in_process": time.perf_counter() - START,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

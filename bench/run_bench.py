@@ -35,7 +35,6 @@ from importlib import metadata
 from pathlib import Path
 
 import psutil
-
 from report import publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,9 +111,13 @@ class Bench:
 
     def store(self, name: str) -> list[str]:
         tmp = self.tmp
-        return [f"tracking.uri=sqlite:///{tmp}/mlflow.db", f"tracking.artifact_location={tmp}/art",
-                f"hydra.run.dir={tmp}/hydra/{name}", f"hydra.sweep.dir={tmp}/hydra/{name}",
-                f"trainer.checkpoint_dir={tmp}/checkpoints"]
+        return [
+            f"tracking.uri=sqlite:///{tmp}/mlflow.db",
+            f"tracking.artifact_location={tmp}/art",
+            f"hydra.run.dir={tmp}/hydra/{name}",
+            f"hydra.sweep.dir={tmp}/hydra/{name}",
+            f"trainer.checkpoint_dir={tmp}/checkpoints",
+        ]
 
     def child(self, name: str, *args: str) -> Child:
         """Wall time and peak RSS of one process (and its waited-for children)."""
@@ -142,13 +145,15 @@ class Bench:
         """bench/runner_driver.py: the jobs in one process; one result per job."""
         extra = ["--target", str(target)] if target else []
         done = self.child(name, DRIVER, *[json.dumps([*job, *self.store(name)]) for job in jobs], *extra)
-        self.runs[name]["jobs"] = [json.loads(line) for line in done.output.splitlines()
-                                   if line.startswith('{"overrides"')]
+        self.runs[name]["jobs"] = [
+            json.loads(line) for line in done.output.splitlines() if line.startswith('{"overrides"')
+        ]
         return self.runs[name]["jobs"]
 
 
-def figure(item: str, name: str, samples: list[float], target: tuple[str, float] | None,
-           unit: str = "x", detail: str = "") -> dict:
+def figure(
+    item: str, name: str, samples: list[float], target: tuple[str, float] | None, unit: str = "x", detail: str = ""
+) -> dict:
     """One row of the table: median, min and max of the samples, and whether
     the median meets the target (``("<=", 1.05)``, ``(">=", 1.5)`` or
     ``("within", 0.2)``: at most that far from 0)."""
@@ -159,8 +164,18 @@ def figure(item: str, name: str, samples: list[float], target: tuple[str, float]
         met = {"<=": median <= limit, ">=": median >= limit, "within": abs(median) <= limit}[op]
     elif target:
         met = False  # nothing measured: e.g. the accuracy was never reached
-    return {"item": item, "name": name, "unit": unit, "target": target, "samples": samples, "median": median,
-            "min": min(samples, default=None), "max": max(samples, default=None), "met": met, "detail": detail}
+    return {
+        "item": item,
+        "name": name,
+        "unit": unit,
+        "target": target,
+        "samples": samples,
+        "median": median,
+        "min": min(samples, default=None),
+        "max": max(samples, default=None),
+        "met": met,
+        "detail": detail,
+    }
 
 
 def ratios(numerators: list[float], denominators: list[float]) -> list[float]:
@@ -186,8 +201,16 @@ def startup(bench: Bench) -> list[dict]:
         seconds = [bench.child(f"startup{args[0]}-{i}", RUN_PY, *args).seconds for i in range(3)]
         imports = bench.child(f"startup{args[0]}-importtime", "-X", "importtime", RUN_PY, *args).output
         imported = sorted(set(re.findall(r"\|\s+(tensorflow|keras)\b", imports)))
-        figures.append(figure("4", f"`run.py {label}` start-up", seconds, ("<=", 1.5), unit="s",
-                              detail=f"imports {', '.join(imported)}!" if imported else "TensorFlow not imported"))
+        figures.append(
+            figure(
+                "4",
+                f"`run.py {label}` start-up",
+                seconds,
+                ("<=", 1.5),
+                unit="s",
+                detail=f"imports {', '.join(imported)}!" if imported else "TensorFlow not imported",
+            )
+        )
         if imported:
             figures[-1]["met"] = False
     return figures
@@ -197,19 +220,32 @@ def overhead_and_memory(bench: Bench) -> list[dict]:
     """Items 1 and 6: the course's dense run, runner and reference alternating."""
     runner, reference = [], []
     for i in range(bench.settings.reps):
-        runner.append(bench.child(f"dense-runner-{i}", RUN_PY, *bench.settings.dense_runner,
-                                  *bench.store(f"dense-{i}")))
+        runner.append(
+            bench.child(f"dense-runner-{i}", RUN_PY, *bench.settings.dense_runner, *bench.store(f"dense-{i}"))
+        )
         reference.append(bench.child(f"dense-reference-{i}", REFERENCE, *bench.settings.dense_reference))
     wall = [c.seconds for c in runner], [c.seconds for c in reference]
     rss = [c.peak_rss_mb for c in runner], [c.peak_rss_mb for c in reference]
-    accuracy = statistics.median(test_accuracy(c.output) for c in runner), statistics.median(
-        last_json(c.output)["test_accuracy"] for c in reference)
+    accuracy = (
+        statistics.median(test_accuracy(c.output) for c in runner),
+        statistics.median(last_json(c.output)["test_accuracy"] for c in reference),
+    )
     return [
-        figure("1", "Runner overhead: wall time, `run.py model=dense` / reference", ratios(*wall), ("<=", 1.05),
-               detail=f"{statistics.median(wall[0]):.1f} s / {statistics.median(wall[1]):.1f} s; test accuracy "
-                      f"{accuracy[0]:.2%} / {accuracy[1]:.2%}"),
-        figure("6", "Peak RSS, `run.py model=dense` / reference", ratios(*rss), ("<=", 1.2),
-               detail=f"{statistics.median(rss[0]):.0f} MB / {statistics.median(rss[1]):.0f} MB"),
+        figure(
+            "1",
+            "Runner overhead: wall time, `run.py model=dense` / reference",
+            ratios(*wall),
+            ("<=", 1.05),
+            detail=f"{statistics.median(wall[0]):.1f} s / {statistics.median(wall[1]):.1f} s; test accuracy "
+            f"{accuracy[0]:.2%} / {accuracy[1]:.2%}",
+        ),
+        figure(
+            "6",
+            "Peak RSS, `run.py model=dense` / reference",
+            ratios(*rss),
+            ("<=", 1.2),
+            detail=f"{statistics.median(rss[0]):.0f} MB / {statistics.median(rss[1]):.0f} MB",
+        ),
     ]
 
 
@@ -220,24 +256,47 @@ def throughput(bench: Bench) -> list[dict]:
     precision; the accuracy difference is one sample per seed."""
     settings, figures = bench.settings, []
     pairs = [(model, seed) for model in settings.throughput_models for seed in settings.throughput_seeds]
-    jobs = [[f"model={model}", f"trainer.seed={seed}", f"trainer.precision={precision}",
-             *settings.throughput_overrides, "tracking.log_model=false"]
-            for model, seed in pairs for precision in ("float32", "mixed_bfloat16")]
+    jobs = [
+        [
+            f"model={model}",
+            f"trainer.seed={seed}",
+            f"trainer.precision={precision}",
+            *settings.throughput_overrides,
+            "tracking.log_model=false",
+        ]
+        for model, seed in pairs
+        for precision in ("float32", "mixed_bfloat16")
+    ]
     results = bench.driver("throughput", jobs)
     for model in settings.throughput_models:
         runs = [(fp32, bf16) for (name, _), fp32, bf16 in zip(pairs, results[::2], results[1::2]) if name == model]
-        speed = [ratio for fp32, bf16 in runs
-                 for ratio in ratios(bf16["samples_per_second"][1:], fp32["samples_per_second"][1:])]
+        speed = [
+            ratio
+            for fp32, bf16 in runs
+            for ratio in ratios(bf16["samples_per_second"][1:], fp32["samples_per_second"][1:])
+        ]
         speed32 = statistics.median(s for fp32, _ in runs for s in fp32["samples_per_second"][1:])
         speed16 = statistics.median(s for _, bf16 in runs for s in bf16["samples_per_second"][1:])
-        figures.append(figure(
-            "2", f"{model}: throughput, bf16 / fp32", speed, (">=", 1.5),
-            detail=f"{speed16:,.0f} / {speed32:,.0f} samples/s"))
+        figures.append(
+            figure(
+                "2",
+                f"{model}: throughput, bf16 / fp32",
+                speed,
+                (">=", 1.5),
+                detail=f"{speed16:,.0f} / {speed32:,.0f} samples/s",
+            )
+        )
         accuracy = [(bf16["test_accuracy"], fp32["test_accuracy"]) for fp32, bf16 in runs]
-        figures.append(figure(
-            "2", f"{model}: test accuracy, bf16 - fp32", [100 * (a16 - a32) for a16, a32 in accuracy],
-            ("within", 0.2), unit="points",
-            detail="; ".join(f"{a16:.2%} / {a32:.2%}" for a16, a32 in accuracy)))
+        figures.append(
+            figure(
+                "2",
+                f"{model}: test accuracy, bf16 - fp32",
+                [100 * (a16 - a32) for a16, a32 in accuracy],
+                ("within", 0.2),
+                unit="points",
+                detail="; ".join(f"{a16:.2%} / {a32:.2%}" for a16, a32 in accuracy),
+            )
+        )
     return figures
 
 
@@ -247,10 +306,14 @@ def time_to_target(bench: Bench) -> list[dict]:
     run.py cannot stop at an accuracy. One run each: keras-io's recipe takes
     about two minutes to get there, three runs would not fit the budget."""
     settings = bench.settings
-    [runner] = bench.driver("target-runner", [[*settings.target_runner, "tracking.log_model=false"]],
-                            settings.target_accuracy)
-    reference = last_json(bench.child("target-reference", REFERENCE, *settings.target_reference,
-                                      "--target", str(settings.target_accuracy)).output)
+    [runner] = bench.driver(
+        "target-runner", [[*settings.target_runner, "tracking.log_model=false"]], settings.target_accuracy
+    )
+    reference = last_json(
+        bench.child(
+            "target-reference", REFERENCE, *settings.target_reference, "--target", str(settings.target_accuracy)
+        ).output
+    )
 
     def describe(result: dict) -> str:
         if result["seconds_to_target"] is None:
@@ -258,9 +321,15 @@ def time_to_target(bench: Bench) -> list[dict]:
         return f"{result['seconds_to_target']:.0f} s (epoch {result['epochs_run']})"
 
     reached = runner["seconds_to_target"] and reference["seconds_to_target"]
-    return [figure("3", f"Time to {settings.target_accuracy:.0%} test accuracy, fast_convnet / keras-io recipe",
-                   [runner["seconds_to_target"] / reference["seconds_to_target"]] if reached else [], ("<=", 0.5),
-                   detail=f"{describe(runner)} / {describe(reference)}")]
+    return [
+        figure(
+            "3",
+            f"Time to {settings.target_accuracy:.0%} test accuracy, fast_convnet / keras-io recipe",
+            [runner["seconds_to_target"] / reference["seconds_to_target"]] if reached else [],
+            ("<=", 0.5),
+            detail=f"{describe(runner)} / {describe(reference)}",
+        )
+    ]
 
 
 def sweeps(bench: Bench) -> list[dict]:
@@ -270,17 +339,30 @@ def sweeps(bench: Bench) -> list[dict]:
     jobs, leak_jobs = bench.settings.sweep_jobs, bench.settings.leak_jobs
     seeds = ",".join(str(seed) for seed in range(1, jobs + 1))
     grid = bench.child("sweep-grid", RUN_PY, "-m", *TINY_JOB, f"trainer.seed={seeds}", *bench.store("grid"))
-    separate = [bench.child(f"sweep-process-{seed}", RUN_PY, *TINY_JOB, f"trainer.seed={seed}",
-                            *bench.store(f"process-{seed}")).seconds for seed in range(1, jobs + 1)]
+    separate = [
+        bench.child(
+            f"sweep-process-{seed}", RUN_PY, *TINY_JOB, f"trainer.seed={seed}", *bench.store(f"process-{seed}")
+        ).seconds
+        for seed in range(1, jobs + 1)
+    ]
     leak = bench.driver("leak", [[*TINY_JOB, f"trainer.seed={seed}"] for seed in range(1, leak_jobs + 1)])
     peak = [job["peak_rss_mb"] for job in leak]
     return [
-        figure("5", f"Tiny job: own process / one of a {jobs}-job in-process sweep (wall)",
-               [seconds / (grid.seconds / jobs) for seconds in separate], None,
-               detail=f"{jobs} processes {sum(separate):.0f} s / sweep {grid.seconds:.0f} s (no target set)"),
-        figure("5", f"Peak RSS of one process after job {len(peak)} / after job 2", [peak[-1] / peak[1]],
-               ("<=", 1.1), detail=f"{peak[-1]:.0f} MB / {peak[1]:.0f} MB; RSS now {leak[-1]['rss_mb']:.0f} MB "
-                                   f"/ {leak[1]['rss_mb']:.0f} MB"),
+        figure(
+            "5",
+            f"Tiny job: own process / one of a {jobs}-job in-process sweep (wall)",
+            [seconds / (grid.seconds / jobs) for seconds in separate],
+            None,
+            detail=f"{jobs} processes {sum(separate):.0f} s / sweep {grid.seconds:.0f} s (no target set)",
+        ),
+        figure(
+            "5",
+            f"Peak RSS of one process after job {len(peak)} / after job 2",
+            [peak[-1] / peak[1]],
+            ("<=", 1.1),
+            detail=f"{peak[-1]:.0f} MB / {peak[1]:.0f} MB; RSS now {leak[-1]['rss_mb']:.0f} MB "
+            f"/ {leak[1]['rss_mb']:.0f} MB",
+        ),
     ]
 
 
@@ -314,9 +396,15 @@ def main() -> None:
     settings = QUICK if args.quick else FULL
     out = ROOT / settings.out
     started = time.time()
-    results = {"command": "python bench/run_bench.py --quick" if args.quick else "make bench", "quick": args.quick,
-               "started": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)), "machine": machine(),
-               "load_average_before": os.getloadavg(), "settings": asdict(settings), "tiny_job": TINY_JOB}
+    results = {
+        "command": "python bench/run_bench.py --quick" if args.quick else "make bench",
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started)),
+        "machine": machine(),
+        "load_average_before": os.getloadavg(),
+        "settings": asdict(settings),
+        "tiny_job": TINY_JOB,
+    }
     if results["load_average_before"][0] > 0.5 * results["machine"]["cores"]:
         print("warning: other processes are using the CPU; timings will be slower and noisier", flush=True)
     figures, step_minutes = [], {}
@@ -334,8 +422,12 @@ def main() -> None:
             step_minutes[step.__name__] = (time.time() - step_started) / 60
         results["runs"] = bench.runs
     figures.sort(key=lambda f: f["item"])  # in the issue's order
-    results.update(figures=figures, step_minutes=step_minutes, minutes=(time.time() - started) / 60,
-                   load_average_after=os.getloadavg())
+    results.update(
+        figures=figures,
+        step_minutes=step_minutes,
+        minutes=(time.time() - started) / 60,
+        load_average_after=os.getloadavg(),
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(publish(results, out))
     print(f"results: {out / 'results.json'} ({results['minutes']:.1f} min)")

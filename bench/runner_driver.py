@@ -4,7 +4,7 @@ per-epoch times, stopping at a test accuracy, memory after each job.
     python bench/runner_driver.py '["model=cnn", "trainer.epochs=3"]' '["model=dense"]' --target 0.99
 
 Each positional argument is one job, a JSON list of overrides, composed as
-``run.py`` composes them and run with ``mnist_runner.experiment.run_experiment``
+``run.py`` composes them and run with ``mnist_runner.pipeline.experiment.run_experiment``
 one after another in this process, as the jobs of an in-process sweep are.
 Jobs train on MNIST. Prints one JSON object per job: epoch times, test
 accuracy (per epoch with ``--target``), seconds to the target, and this
@@ -22,9 +22,10 @@ import numpy as np
 import psutil
 from hydra import compose, initialize_config_dir
 
-from mnist_runner import config, experiment
-from mnist_runner.datasets import Dataset, load_dataset
-from mnist_runner.splits import holdout
+from mnist_runner.config import compose as config
+from mnist_runner.datasets.loader import Dataset, load_dataset
+from mnist_runner.pipeline import experiment
+from mnist_runner.pipeline.splits import holdout
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_keras import EpochClock  # noqa: E402  the same clock on both sides

@@ -5,8 +5,8 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from mnist_runner import config
-from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.config import compose as config
+from mnist_runner.paths import CONFIG_DIR, PROJECT_ROOT
 
 config.register()
 
@@ -16,7 +16,7 @@ def compose_cfg():
     """Compose the project's config as ``run.py`` would, with overrides."""
 
     def _compose(*overrides: str):
-        with initialize_config_dir(config_dir=str(config.CONFIG_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=list(overrides))
 
     return _compose

@@ -6,7 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_runner import train
-from mnist_runner.api import compose_config
+from mnist_runner.config.compose import compose_config
 from mnist_runner.errors import UserError
 
 

@@ -43,7 +43,10 @@ def bad_magic_folder(tmp_path):
 CONFIG_ERRORS = [
     (["trainer.epochs=0"], "trainer.epochs=0 is not allowed: must be >= 1"),
     (["trainer.batch_size=0"], "trainer.batch_size=0 is not allowed"),
-    (["trainer.validation_split=1.0"], "trainer.validation_split=1.0 is not allowed: a fraction strictly between 0 and 1"),
+    (
+        ["trainer.validation_split=1.0"],
+        "trainer.validation_split=1.0 is not allowed: a fraction strictly between 0 and 1",
+    ),
     (["trainer.learning_rate=-0.1"], "trainer.learning_rate=-0.1 is not allowed: must be > 0"),
     (["trainer.optimizer=adamm"], "trainer.optimizer='adamm' is not allowed: choose one of sgd, rmsprop, adam"),
     (["data.train_samples=70000"], "data.train_samples=70000 is not allowed: between 10 (one per class) and 60000"),
@@ -61,12 +64,19 @@ DATA_AND_STORE_ERRORS = [
     (lambda tmp: [f"data.path={tmp / 'missing.npz'}"], "missing.npz: no such file or folder"),
     (lambda tmp: [f"data.path={truncated_npz(tmp)}"], "cut.npz: not a readable npz"),
     (lambda tmp: [f"data.path={synthetic_npz(tmp / 'other.npz')}"], "other.npz: x_train is not the original mnist"),
-    (lambda tmp: [f"data.path={synthetic_npz(tmp / 'labels.npz', y_test=np.full(10, 12, np.uint8))}"],
-     "labels.npz: y_test holds label 12; labels must be 0-9"),
+    (
+        lambda tmp: [f"data.path={synthetic_npz(tmp / 'labels.npz', y_test=np.full(10, 12, np.uint8))}"],
+        "labels.npz: y_test holds label 12; labels must be 0-9",
+    ),
     (lambda tmp: [f"data.path={bad_magic_folder(tmp)}"], "t10k-images-idx3-ubyte: bad IDX magic number 0x00000d03"),
-    (lambda tmp: ["tracking.uri=http://127.0.0.1:9"], "tracking.uri=http://127.0.0.1:9: no MLflow server answers there"),
-    (lambda tmp: ["tracking.uri=sqlite:////dev/null/store/mlflow.db"],
-     "tracking.uri=sqlite:////dev/null/store/mlflow.db: cannot create the store's folder"),
+    (
+        lambda tmp: ["tracking.uri=http://127.0.0.1:9"],
+        "tracking.uri=http://127.0.0.1:9: no MLflow server answers there",
+    ),
+    (
+        lambda tmp: ["tracking.uri=sqlite:////dev/null/store/mlflow.db"],
+        "tracking.uri=sqlite:////dev/null/store/mlflow.db: cannot create the store's folder",
+    ),
 ]
 
 

@@ -5,12 +5,12 @@ import pytest
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
-from mnist_runner import config, schema
-from mnist_runner.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
+from mnist_runner.config import params, schema
+from mnist_runner.paths import CONFIG_DIR, DEFAULT_TRACKING_URI, EXPERIMENTS_DIR, PROJECT_ROOT
 
 GROUPS = ["data", "preprocess", "model", "trainer", "tracking"]
-OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((config.CONFIG_DIR / group).glob("*.yaml"))]
-EXPERIMENTS = sorted(path.stem for path in config.EXPERIMENTS_DIR.glob("*.yaml"))
+OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONFIG_DIR / group).glob("*.yaml"))]
+EXPERIMENTS = sorted(path.stem for path in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
 def test_every_group_has_options():
@@ -41,14 +41,14 @@ def test_defaults_are_the_course(compose_cfg):
 def test_every_experiment_composes(compose_cfg, name):
     cfg = compose_cfg(f"experiment={name}")
     schema.validate(cfg)
-    preset = OmegaConf.load(config.EXPERIMENTS_DIR / f"{name}.yaml")
+    preset = OmegaConf.load(EXPERIMENTS_DIR / f"{name}.yaml")
     is_sweep = OmegaConf.select(preset, "hydra.mode") == "MULTIRUN"
     # Single-run presets name their runs after themselves.
     assert is_sweep or cfg.tracking.run_name == name
 
 
 def test_sweep_preset_sweeps_the_four_factors():
-    preset = OmegaConf.load(config.EXPERIMENTS_DIR / "overfitting_gap.yaml")
+    preset = OmegaConf.load(EXPERIMENTS_DIR / "overfitting_gap.yaml")
     assert preset.hydra.mode == "MULTIRUN"
     assert set(preset.hydra.sweeper.params) == {"model", "trainer.epochs", "model.dropout", "data.train_samples"}
 
@@ -77,7 +77,9 @@ def test_unknown_experiment_fails_and_lists_the_known_ones(compose_cfg):
 def test_unknown_experiment_on_the_command_line():
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "run.py"), "experiment=nope", "--cfg", "job"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert "Could not find 'experiment/nope'" in done.stderr
@@ -85,7 +87,7 @@ def test_unknown_experiment_on_the_command_line():
 
 
 def test_flatten_gives_dotted_keys(compose_cfg):
-    flat = config.flatten(compose_cfg("model=cnn"))
+    flat = params.flatten(compose_cfg("model=cnn"))
     assert flat["trainer.epochs"] == 10
     assert flat["model.conv_filters"] == [32]
     assert flat["data.path"] is None
@@ -109,9 +111,9 @@ def test_help_and_cfg_do_not_import_tensorflow(flag):
     assert ("trainer" in done.stdout) if "--cfg" in flag else ("experiment:" in done.stdout)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (config.CONFIG_DIR / "hparams_search").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml")))
 def test_every_search_preset_composes(compose_cfg, name):
     schema.validate(compose_cfg(f"hparams_search={name}"))
-    preset = OmegaConf.load(config.CONFIG_DIR / "hparams_search" / f"{name}.yaml")
+    preset = OmegaConf.load(CONFIG_DIR / "hparams_search" / f"{name}.yaml")
     assert {"override /hydra/sweeper": "optuna_search"} in preset.defaults
     assert preset.hydra.sweeper.params

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mnist_runner import tracking
-from mnist_runner.tracking import TrackingError, check_server, redact, redact_override
+from mnist_runner.redaction import redact, redact_override
+from mnist_runner.tracking import records as tracking
+from mnist_runner.tracking.store import TrackingError, check_server
 
 
 @pytest.mark.parametrize(
@@ -114,7 +115,10 @@ def test_a_server_that_refuses_the_credentials_still_answers(auth_server):
 
 
 def test_errors_do_not_show_the_password(auth_server):
-    with pytest.raises(TrackingError, match=r"tracking.uri=http://alice:\*\*\*@.*/nothing-here: no MLflow server "
-                                            r"answers there \(HTTP 404") as raised:
+    with pytest.raises(
+        TrackingError,
+        match=r"tracking.uri=http://alice:\*\*\*@.*/nothing-here: no MLflow server "
+        r"answers there \(HTTP 404",
+    ) as raised:
         check_server(f"http://alice:wonderland@{auth_server}/nothing-here")
     assert "wonderland" not in str(raised.value)

@@ -25,9 +25,16 @@ def start_and_interrupt(tmp_path, signum, epochs, *extra):
     """Start `python run.py`, send ``signum`` once two epochs are complete; returns (returncode, output, uri)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "data.train_samples=6000", f"trainer.epochs={epochs}",
-        "tracking.log_model=false", f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'art'}",
-        f"hydra.run.dir={tmp_path / 'hydra'}", f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}", *extra,
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "data.train_samples=6000",
+        f"trainer.epochs={epochs}",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'art'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        *extra,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -53,8 +60,11 @@ def test_interrupted_run_is_killed_with_its_history(tmp_path, signum, exit_code)
     assert run.data.tags["failure_reason"] == "interrupted"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "overfit_gap")]
     assert steps[:2] == [1, 2]
-    history = pd.read_csv(mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="history.csv", dst_path=str(tmp_path / "dl"), tracking_uri=uri))
+    history = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="history.csv", dst_path=str(tmp_path / "dl"), tracking_uri=uri
+        )
+    )
     assert len(history) >= 2 and list(history["epoch"][:2]) == [1, 2]
     assert "plots/history.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "test_accuracy" not in run.data.metrics
@@ -68,9 +78,17 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     _, runs = runs_of(uri)
     run_id = runs[0].info.run_id
     done = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), f"resume={run_id}", f"tracking.uri={uri}",
-         f"hydra.run.dir={tmp_path / 'hydra2'}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "run.py"),
+            f"resume={run_id}",
+            f"tracking.uri={uri}",
+            f"hydra.run.dir={tmp_path / 'hydra2'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     client, runs = runs_of(uri)
@@ -81,8 +99,11 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     assert 2 <= resumed_from < 5
     steps = sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")})
     assert steps == [1, 2, 3, 4, 5]
-    history = pd.read_csv(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path="history.csv", dst_path=str(tmp_path / "dl"), tracking_uri=uri))
+    history = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="history.csv", dst_path=str(tmp_path / "dl"), tracking_uri=uri
+        )
+    )
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
     assert "test_accuracy" in run.data.metrics
     assert not (tmp_path / "checkpoints" / run_id).exists(), "a finished run removes its checkpoint"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_runner.images import ImageError, mnist_style, prepare_image
+from mnist_runner.serving.images import ImageError, mnist_style, prepare_image
 
 
 def ink_box(field: np.ndarray, above: int = 0) -> tuple[int, int]:
@@ -74,7 +74,7 @@ def test_border_noise_and_gray_background_are_background():
 
 def test_mnist_images_come_back_unchanged():
     """An MNIST test image goes through as it is: its preprocessing is MNIST's."""
-    from mnist_runner.datasets import load_dataset
+    from mnist_runner.datasets.loader import load_dataset
 
     x = load_dataset("mnist").x_test[:1000]
     out = np.stack([mnist_style(image / 255) for image in x])

@@ -1,8 +1,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_runner.models import build_model
-from mnist_runner.preprocess import Rescale
+from mnist_runner.pipeline.models import build_model
+from mnist_runner.pipeline.preprocess import Rescale
 
 # The course's networks and keras-io's convnet, counted by hand:
 # dense 784*512+512 + 512*256+256 + 256*128+128 + 128*32+32 + 32*10+10;
@@ -25,8 +25,17 @@ def test_parameter_counts(compose_cfg, name, count):
 def test_course_cnn_layer_order(compose_cfg):
     model = build_model(model_cfg(compose_cfg, "model=cnn"), (28, 28), 10, Rescale(1 / 255, 0.0))
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["InputLayer", "Rescaling", "Reshape", "Conv2D", "MaxPooling2D", "Activation",
-                     "Flatten", "Dense", "Dense"]
+    assert kinds == [
+        "InputLayer",
+        "Rescaling",
+        "Reshape",
+        "Conv2D",
+        "MaxPooling2D",
+        "Activation",
+        "Flatten",
+        "Dense",
+        "Dense",
+    ]
 
 
 def test_sizes_are_config_values(compose_cfg):

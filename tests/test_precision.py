@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_runner import schema
-from mnist_runner.experiment import prepare_session
-from mnist_runner.models import build_model
-from mnist_runner.preprocess import Rescale
-from mnist_runner.schema import ConfigError
+from mnist_runner.config import schema
+from mnist_runner.config.schema import ConfigError
+from mnist_runner.pipeline.models import build_model
+from mnist_runner.pipeline.preprocess import Rescale
+from mnist_runner.pipeline.session import prepare_session
 
 
 def test_float32_is_the_default(compose_cfg):
@@ -20,8 +20,9 @@ def test_mixed_bfloat16_validates(compose_cfg):
 
 
 def test_unknown_precision_is_refused(compose_cfg):
-    with pytest.raises(ConfigError, match="trainer.precision='float16' is not allowed: choose one of float32, "
-                                          "mixed_bfloat16"):
+    with pytest.raises(
+        ConfigError, match="trainer.precision='float16' is not allowed: choose one of float32, mixed_bfloat16"
+    ):
         schema.validate(compose_cfg("trainer.precision=float16"))
 
 

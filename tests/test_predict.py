@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_runner import logged_models, predict, registry
-from mnist_runner.datasets import load_dataset
+from mnist_runner.datasets.loader import load_dataset
 from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.serving import logged_models, predict, registry
+from mnist_runner.tracking.store import TrackingError
 
 DIGITS = 200  # MNIST test images rendered per variant
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -30,10 +31,15 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict_store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"),
-        "model=dense", "data.train_samples=10000", "trainer.epochs=3",
-        f"tracking.uri={uri}", f"tracking.artifact_location={folder / 'artifacts'}",
-        f"hydra.run.dir={folder / 'hydra'}", f"trainer.checkpoint_dir={folder / 'checkpoints'}",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "model=dense",
+        "data.train_samples=10000",
+        "trainer.epochs=3",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={folder / 'artifacts'}",
+        f"hydra.run.dir={folder / 'hydra'}",
+        f"trainer.checkpoint_dir={folder / 'checkpoints'}",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=folder, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -109,7 +115,10 @@ def test_model_input_comes_from_the_model_and_its_run(reference):
 def run_predict(*args):
     return subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "predict.py"), *map(str, args)],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
 
 
@@ -168,7 +177,7 @@ def test_a_run_without_a_model_is_a_clear_error(trained):
 
 def test_a_missing_store_is_a_clear_error(tmp_path):
     uri = f"sqlite:///{tmp_path / 'none.db'}"
-    with pytest.raises(logged_models.ModelNotFound, match="no MLflow store there"):
+    with pytest.raises(TrackingError, match="no MLflow store there"):
         predict.choose_model(uri)
     assert not (tmp_path / "none.db").exists()
 
@@ -176,8 +185,11 @@ def test_a_missing_store_is_a_clear_error(tmp_path):
 def test_register_then_predict_from_the_registry(trained, reference, rendered):
     uri, run_id = trained
     done = subprocess.run(
-        [sys.executable, "-m", "mnist_runner.registry", "--uri", uri, "--name", "digits-test"],
-        capture_output=True, text=True, timeout=300, env=ENV,
+        [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", uri, "--name", "digits-test"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
     )
     assert done.returncode == 0, done.stderr
     assert f"registered model 'digits-test' version 1 (READY) from run {run_id}" in done.stdout

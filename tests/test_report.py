@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from mnist_runner import report
-from mnist_runner.sweep import expand_grid
+from mnist_runner.sweeps import report
+from mnist_runner.sweeps.callback import expand_grid
 
 
 def runs_frame():
@@ -16,34 +16,48 @@ def runs_frame():
         ("c", "dense", "10", 0.999, 0.972, 0.970, 0.027, 0.018, 6, 4, 55.5, "FINISHED"),
         ("d", "cnn", "10", None, None, None, None, None, None, None, 2.0, "FAILED"),
     ]
-    frame = pd.DataFrame({
-        "run_id": [r[0] for r in rows],
-        "status": [r[11] for r in rows],
-        "start_time": [start] * 4,
-        "end_time": [start + pd.Timedelta(seconds=r[10]) for r in rows],
-        "params.model.name": [r[1] for r in rows],
-        "params.model.type": [r[1] for r in rows],
-        "params.trainer.epochs": [r[2] for r in rows],
-        "params.trainer.seed": ["42"] * 4,
-        "params.derived.train_samples": ["42000", "42000", "41000", "40000"],
-        "metrics.train_eval_accuracy": [r[3] for r in rows],
-        "metrics.val_accuracy": [r[4] for r in rows],
-        "metrics.test_accuracy": [r[5] for r in rows],
-        "metrics.final_overfit_gap": [r[6] for r in rows],
-        "metrics.best_epoch_overfit_gap": [r[7] for r in rows],
-        "metrics.best_epoch": [r[8] for r in rows],
-        "metrics.overfit_epoch": [r[9] for r in rows],
-        "tags.mlflow.runName": [f"run-{r[0]}" for r in rows],
-        "tags.failure_reason": [None, None, None, "RunFailed: training diverged"],
-    })
+    frame = pd.DataFrame(
+        {
+            "run_id": [r[0] for r in rows],
+            "status": [r[11] for r in rows],
+            "start_time": [start] * 4,
+            "end_time": [start + pd.Timedelta(seconds=r[10]) for r in rows],
+            "params.model.name": [r[1] for r in rows],
+            "params.model.type": [r[1] for r in rows],
+            "params.trainer.epochs": [r[2] for r in rows],
+            "params.trainer.seed": ["42"] * 4,
+            "params.derived.train_samples": ["42000", "42000", "41000", "40000"],
+            "metrics.train_eval_accuracy": [r[3] for r in rows],
+            "metrics.val_accuracy": [r[4] for r in rows],
+            "metrics.test_accuracy": [r[5] for r in rows],
+            "metrics.final_overfit_gap": [r[6] for r in rows],
+            "metrics.best_epoch_overfit_gap": [r[7] for r in rows],
+            "metrics.best_epoch": [r[8] for r in rows],
+            "metrics.overfit_epoch": [r[9] for r in rows],
+            "tags.mlflow.runName": [f"run-{r[0]}" for r in rows],
+            "tags.failure_reason": [None, None, None, "RunFailed: training diverged"],
+        }
+    )
     return frame
 
 
 def test_gap_table_known_numbers():
     table = report.gap_table(runs_frame(), swept=["model", "trainer.epochs"])
     assert list(table.columns) == [
-        "run", "model", "trainer.epochs", "train_acc", "val_acc", "test_acc", "gap_final", "gap_best",
-        "best_epoch", "overfit_epoch", "duration_s", "status", "failure", "run_id",
+        "run",
+        "model",
+        "trainer.epochs",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "gap_final",
+        "gap_best",
+        "best_epoch",
+        "overfit_epoch",
+        "duration_s",
+        "status",
+        "failure",
+        "run_id",
     ]
     # Sorted by the final gap, largest first; the failed run last.
     assert list(table["run_id"]) == ["c", "a", "b", "d"]
@@ -79,11 +93,18 @@ def test_markdown_and_figures():
     assert sorted(round(b.get_height(), 3) for b in bars if b.get_visible()) == [0.01, 0.02, 0.027]
 
 
-@pytest.mark.parametrize("overrides,swept,jobs", [
-    (["model=dense,cnn", "trainer.epochs=1"], ["model"], [["model=dense", "trainer.epochs=1"], ["model=cnn", "trainer.epochs=1"]]),
-    (["a=1,2", "b=x,y"], ["a", "b"], [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"]]),
-    # A command-line value replaces a preset's sweep of the same key.
-    (["a=1,2", "a=3"], [], [["a=3"]]),
-])
+@pytest.mark.parametrize(
+    "overrides,swept,jobs",
+    [
+        (
+            ["model=dense,cnn", "trainer.epochs=1"],
+            ["model"],
+            [["model=dense", "trainer.epochs=1"], ["model=cnn", "trainer.epochs=1"]],
+        ),
+        (["a=1,2", "b=x,y"], ["a", "b"], [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"]]),
+        # A command-line value replaces a preset's sweep of the same key.
+        (["a=1,2", "a=3"], [], [["a=3"]]),
+    ],
+)
 def test_expand_grid(overrides, swept, jobs):
     assert expand_grid(overrides) == (swept, jobs)

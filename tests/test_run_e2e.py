@@ -50,10 +50,21 @@ def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
     assert tags["data_checksum"] == combined_checksum(MNIST.sha256)
     assert tags["git_commit"]
 
-    artifacts = {a.path for a in client.list_artifacts(run_id)} | {a.path for a in client.list_artifacts(run_id, "plots")}
-    assert {"config.yaml", "overrides.yaml", "history.csv", "plots/history.png", "plots/confusion_matrix.png"} <= artifacts
-    history = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="history.csv",
-                                                              dst_path=str(tmp_path / "dl"), tracking_uri=uri))
+    artifacts = {a.path for a in client.list_artifacts(run_id)} | {
+        a.path for a in client.list_artifacts(run_id, "plots")
+    }
+    assert {
+        "config.yaml",
+        "overrides.yaml",
+        "history.csv",
+        "plots/history.png",
+        "plots/confusion_matrix.png",
+    } <= artifacts
+    history = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="history.csv", dst_path=str(tmp_path / "dl"), tracking_uri=uri
+        )
+    )
     assert list(history["epoch"]) == [1, 2, 3] and set(PER_EPOCH) <= set(history)
     # Artifacts went to the configured location, not ./mlruns of the cwd.
     assert (tmp_path / "artifacts").is_dir() and not (tmp_path / "mlruns").exists()

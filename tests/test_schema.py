@@ -1,8 +1,8 @@
 import pytest
 
-from mnist_runner import schema
-from mnist_runner.schema import ConfigError
-from mnist_runner.tracking import redact, redact_override
+from mnist_runner.config import schema
+from mnist_runner.config.schema import ConfigError
+from mnist_runner.redaction import redact, redact_override
 
 
 def test_composed_groups_become_schema_objects(compose_cfg):
@@ -11,17 +11,20 @@ def test_composed_groups_become_schema_objects(compose_cfg):
     assert isinstance(groups["trainer"], schema.TrainerConfig) and groups["trainer"].epochs == 10
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["trainer.patience=0"], "trainer.patience=0 is not allowed"),
-    (["trainer.train_eval_samples=0"], "trainer.train_eval_samples=0 is not allowed"),
-    (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0 is not allowed: must be >= 1"),
-    (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0 is not allowed: must be >= 1"),
-    (["model=cnn", "model.kernel_size=0"], "model.kernel_size=0 is not allowed: must be >= 1"),
-    (["model=cnn", "model.conv_filters=[]"], None),
-    (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed: must not be empty"),
-    (["tracking.uri=runs/mlflow.db"], "tracking.uri='runs/mlflow.db' is not allowed: a URI such as"),
-    (["preprocess.name=zca"], "preprocess.name='zca' is not allowed: choose one of scale, standardize, none"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["trainer.patience=0"], "trainer.patience=0 is not allowed"),
+        (["trainer.train_eval_samples=0"], "trainer.train_eval_samples=0 is not allowed"),
+        (["trainer.eval_batch_size=0"], "trainer.eval_batch_size=0 is not allowed: must be >= 1"),
+        (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0 is not allowed: must be >= 1"),
+        (["model=cnn", "model.kernel_size=0"], "model.kernel_size=0 is not allowed: must be >= 1"),
+        (["model=cnn", "model.conv_filters=[]"], None),
+        (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed: must not be empty"),
+        (["tracking.uri=runs/mlflow.db"], "tracking.uri='runs/mlflow.db' is not allowed: a URI such as"),
+        (["preprocess.name=zca"], "preprocess.name='zca' is not allowed: choose one of scale, standardize, none"),
+    ],
+)
 def test_ranges_and_choices(compose_cfg, overrides, message):
     cfg = compose_cfg(*overrides)
     if message is None:  # allowed: a CNN without convolutions is a dense net on the image
@@ -37,8 +40,10 @@ def test_digits_take_no_path(compose_cfg):
 
 
 def test_redact_masks_credentials():
-    config = {"tracking": {"uri": "http://alice:s3cret@host:5000", "api_token": "abc", "experiment": "mnist"},
-              "keys": {"aws_secret_access_key": "xyz"}}
+    config = {
+        "tracking": {"uri": "http://alice:s3cret@host:5000", "api_token": "abc", "experiment": "mnist"},
+        "keys": {"aws_secret_access_key": "xyz"},
+    }
     masked = redact(config)
     assert masked["tracking"] == {"uri": "http://alice:***@host:5000", "api_token": "***", "experiment": "mnist"}
     assert masked["keys"] == "***"

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mnist_runner import search
+from hydra_plugins.mnist_runner_search import _impl as search
 from mnist_runner.errors import RunPruned
 from mnist_runner.paths import PROJECT_ROOT
 
@@ -33,7 +33,7 @@ def test_objectives():
 
 
 def test_pruning_reporter_reports_and_prunes(tmp_path):
-    from mnist_runner.pruning import PruningReporter
+    from mnist_runner.sweeps.pruning import PruningReporter
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     # A pruner that prunes anything below 2.0: every accuracy.
@@ -49,16 +49,26 @@ def test_pruning_reporter_reports_and_prunes(tmp_path):
 def run_search(tmp_path, n_trials, *overrides):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hydra/sweeper=optuna_search",
-        f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
-        "hydra.sweeper.study_name=tiny", "trainer.learning_rate=tag(log, interval(0.000001, 0.05))",
-        "trainer.optimizer=choice(adam, rmsprop)", "data=digits", "trainer.epochs=3", "tracking.log_model=false",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "-m",
+        "hydra/sweeper=optuna_search",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        "hydra.sweeper.study_name=tiny",
+        "trainer.learning_rate=tag(log, interval(0.000001, 0.05))",
+        "trainer.optimizer=choice(adam, rmsprop)",
+        "data=digits",
+        "trainer.epochs=3",
+        "tracking.log_model=false",
         *overrides,
-        f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"hydra.sweep.dir={tmp_path / f'sweep{n_trials}'}",
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     return uri
 
@@ -100,7 +110,8 @@ def test_hopeless_trial_is_pruned_and_its_run_killed(tmp_path):
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
     client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([client.get_experiment_by_name("mnist").experiment_id],
-                              "params.search.trial_number = '2'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("mnist").experiment_id], "params.search.trial_number = '2'"
+    )
     assert runs[0].info.status == "KILLED"
     assert runs[0].data.tags["failure_reason"].startswith("RunPruned: pruned by the search after epoch 1")

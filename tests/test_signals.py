@@ -3,7 +3,7 @@ training it is raised between batches, not wherever the signal lands, and a
 run ends KILLED even where Python dropped the handler's exception or
 TensorFlow turned it into another error.
 
-All three were seen with real signals (errors.py says how); the tests call
+All three were seen with real signals (signals.py says how); the tests call
 the handlers in exactly those places. tests/test_faults.py and
 tests/test_slurm.py send real signals to real runs.
 """
@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mnist_runner import errors, tracking
-from mnist_runner.training import compile_model, fit
+from mnist_runner import signals
+from mnist_runner.pipeline.training import compile_model, fit
+from mnist_runner.tracking import runs as tracking
+from mnist_runner.tracking import store as tracking_store
 
 # The dropped exceptions are the point of these tests.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -24,9 +26,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 @pytest.fixture(autouse=True)
 def no_pending_stop():
-    errors.take_pending_stop()
+    signals.take_pending_stop()
     yield
-    errors.take_pending_stop()
+    signals.take_pending_stop()
 
 
 class Finalizer:
@@ -40,15 +42,15 @@ class Finalizer:
         self.handler(signal.SIGTERM, None)
 
 
-def drop_a_signal(handler=errors.raise_interrupted) -> None:
+def drop_a_signal(handler=signals.raise_interrupted) -> None:
     Finalizer(handler)  # collected at once: the handler's exception is dropped
-    assert errors.pending_stop() is not None
+    assert signals.pending_stop() is not None
 
 
 @pytest.fixture
 def store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking.connect(uri, "signals", str(tmp_path / "artifacts"))
+    experiment_id = tracking_store.connect(uri, "signals", str(tmp_path / "artifacts"))
     return MlflowClient(uri), experiment_id
 
 
@@ -63,8 +65,20 @@ def tiny_fit(epochs: int, callbacks=()) -> None:
     y = np.arange(64) % 2
     model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
     compile_model(model, "sgd", 0.01)
-    fit(model, (x[:48], y[:48]), (x[48:], y[48:]), num_classes=2, epochs=epochs, batch_size=8, eval_batch_size=8,
-        seed=0, train_eval_samples=None, early_stopping=False, patience=1, callbacks=callbacks)
+    fit(
+        model,
+        (x[:48], y[:48]),
+        (x[48:], y[48:]),
+        num_classes=2,
+        epochs=epochs,
+        batch_size=8,
+        eval_batch_size=8,
+        seed=0,
+        train_eval_samples=None,
+        early_stopping=False,
+        patience=1,
+        callbacks=callbacks,
+    )
 
 
 class SignalAtBatch(keras.callbacks.Callback):
@@ -75,15 +89,15 @@ class SignalAtBatch(keras.callbacks.Callback):
         self.batch, self.batches_after = batch, 0
 
     def on_train_batch_begin(self, batch, logs=None):
-        if batch == self.batch and errors.pending_stop() is None:
-            errors.raise_interrupted(signal.SIGTERM, None)  # noted, not raised: returns
-        elif errors.pending_stop() is not None:
+        if batch == self.batch and signals.pending_stop() is None:
+            signals.raise_interrupted(signal.SIGTERM, None)  # noted, not raised: returns
+        elif signals.pending_stop() is not None:
             self.batches_after += 1
 
 
 def test_a_signal_during_training_stops_it_between_batches():
     signalled = SignalAtBatch(2)
-    with pytest.raises(errors.Interrupted, match="SIGTERM"):
+    with pytest.raises(signals.Interrupted, match="SIGTERM"):
         tiny_fit(epochs=1000, callbacks=[signalled])
     assert signalled.batches_after == 0  # Keras ran no batch after it
 
@@ -92,48 +106,48 @@ class SignalAtEpochEnd(keras.callbacks.Callback):
     """A signal after the last batch and validation: no batch end comes after it."""
 
     def on_epoch_end(self, epoch, logs=None):
-        errors.raise_interrupted(signal.SIGTERM, None)  # noted, not raised
+        signals.raise_interrupted(signal.SIGTERM, None)  # noted, not raised
 
 
 def test_a_signal_after_the_last_batch_stops_as_training_ends():
-    with pytest.raises(errors.Interrupted):
+    with pytest.raises(signals.Interrupted):
         tiny_fit(epochs=1, callbacks=[SignalAtEpochEnd()])
 
 
 def test_outside_training_and_on_a_second_signal_the_handler_raises_at_once():
-    with pytest.raises(errors.Interrupted):
-        errors.raise_interrupted(signal.SIGINT, None)
-    errors.take_pending_stop()
-    with errors.stops_deferred():
-        errors.raise_interrupted(signal.SIGINT, None)  # noted
-        with pytest.raises(errors.Interrupted):  # Ctrl-C again: stop now
-            errors.raise_interrupted(signal.SIGINT, None)
+    with pytest.raises(signals.Interrupted):
+        signals.raise_interrupted(signal.SIGINT, None)
+    signals.take_pending_stop()
+    with signals.stops_deferred():
+        signals.raise_interrupted(signal.SIGINT, None)  # noted
+        with pytest.raises(signals.Interrupted):  # Ctrl-C again: stop now
+            signals.raise_interrupted(signal.SIGINT, None)
 
 
 def test_a_dropped_signal_stops_training_at_the_next_batch():
     drop_a_signal()
-    with pytest.raises(errors.Interrupted, match="SIGTERM"):
+    with pytest.raises(signals.Interrupted, match="SIGTERM"):
         tiny_fit(epochs=1000)  # would take minutes without the stop
 
 
 def test_a_signal_that_surfaced_as_another_error_ends_the_run_killed(store):
     client, experiment_id = store
-    with pytest.raises(errors.JobCancelled) as raised:
+    with pytest.raises(signals.JobCancelled) as raised:
         with tracking.tracked_run(experiment_id, "cancelled", {}):
             try:
-                errors.raise_job_cancelled(signal.SIGTERM, None)
-            except errors.JobCancelled:
-                raise ValueError("An unusually high number of `tf.data.Iterator.get_next()` calls was detected")
+                signals.raise_job_cancelled(signal.SIGTERM, None)
+            except signals.JobCancelled:
+                raise ValueError("An unusually high number of `tf.data.Iterator.get_next()` calls was detected")  # noqa: B904
     assert isinstance(raised.value.__cause__, ValueError)
     run = only_run(client, experiment_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
-    assert errors.pending_stop() is None  # the next job of the process starts clean
+    assert signals.pending_stop() is None  # the next job of the process starts clean
 
 
 def test_a_signal_dropped_after_training_still_ends_the_run_killed(store):
     client, experiment_id = store
-    with pytest.raises(errors.Interrupted):
+    with pytest.raises(signals.Interrupted):
         with tracking.tracked_run(experiment_id, "interrupted", {}):
             drop_a_signal()
     run = only_run(client, experiment_id)

@@ -14,13 +14,18 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from mnist_runner import config
+from mnist_runner.config import compose as config
 from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.services import slurm_cluster
 from mnist_runner.services.slurm_cluster import ClusterError, Layout
 
-REPORT_FILES = {"gap_report.csv", "gap_report.md", "gap_per_epoch.png", "final_gap_by_config.png",
-                "test_accuracy_vs_gap.png"}
+REPORT_FILES = {
+    "gap_report.csv",
+    "gap_report.md",
+    "gap_per_epoch.png",
+    "final_gap_by_config.png",
+    "test_accuracy_vs_gap.png",
+}
 
 
 def hydra_config(*overrides):
@@ -35,8 +40,12 @@ def test_slurm_preset_composes_over_submitit_and_takes_overrides():
     assert launcher.partition is None and launcher.tasks_per_node == 1 and launcher.nodes == 1
     assert launcher.timeout_min > 0 and launcher.cpus_per_task >= 1 and launcher.mem_gb >= 1
     assert launcher.submitit_folder.startswith(hydra_cfg.sweep.dir + "/")
-    changed = hydra_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.mem_gb=16",
-                           "hydra.launcher.timeout_min=240").launcher
+    changed = hydra_config(
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.mem_gb=16",
+        "hydra.launcher.timeout_min=240",
+    ).launcher
     assert (changed.partition, changed.mem_gb, changed.timeout_min) == ("gpu", 16, 240)
 
 
@@ -121,16 +130,26 @@ def cluster(request):
 def multirun(cluster, tmp_path, *overrides, background=False):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hydra/launcher=slurm",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "-m",
+        "hydra/launcher=slurm",
         # Fits any node: both jobs run side by side on two CPUs.
-        "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "data=digits", *overrides,
-        "tracking.log_model=false", f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "data=digits",
+        *overrides,
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
     ]
     env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if background:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=tmp_path, env=env), uri
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env
+        ), uri
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env), uri
 
 

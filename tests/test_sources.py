@@ -22,6 +22,7 @@ def synthetic_arrays(seed=0, n_train=40, n_test=20):
 
 def spec_for(arrays, fallback=None):
     """A data set spec whose reference checksums are those of ``arrays``."""
+
     def no_fallback():
         raise SourceUnavailable("no fallback in this test")
 
@@ -174,7 +175,7 @@ def test_keras_cache_folder_of_gz_files(tmp_path):
 
 
 def test_a_loaded_data_set_is_kept_for_the_next_job_and_read_only():
-    from mnist_runner.datasets import load_dataset
+    from mnist_runner.datasets.loader import load_dataset
 
     first = load_dataset("digits")
     assert load_dataset("digits") is first

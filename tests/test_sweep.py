@@ -16,8 +16,13 @@ pytestmark = pytest.mark.e2e
 def multirun(tmp_path, *overrides, name="sweep"):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", *overrides, "tracking.log_model=false",
-        f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "-m",
+        *overrides,
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
         f"hydra.sweep.dir={tmp_path / name}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -38,8 +43,13 @@ def sweep_runs(uri):
 
 def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
     done, uri = multirun(
-        tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "model=dense,cnn", "model.dropout=0.0,0.5", "trainer.epochs=1", "data.train_samples=500",
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model=dense,cnn",
+        "model.dropout=0.0,0.5",
+        "trainer.epochs=1",
+        "data.train_samples=500",
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
@@ -57,18 +67,35 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
     report_dir = tmp_path / "sweep" / "report"
     table = pd.read_csv(report_dir / "gap_report.csv")
     assert len(table) == 4
-    assert {"model", "model.dropout", "train_acc", "val_acc", "test_acc", "gap_final", "gap_best",
-            "best_epoch", "overfit_epoch", "duration_s", "status"} <= set(table.columns)
+    assert {
+        "model",
+        "model.dropout",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "gap_final",
+        "gap_best",
+        "best_epoch",
+        "overfit_epoch",
+        "duration_s",
+        "status",
+    } <= set(table.columns)
     assert set(table["run_id"]) == {c.info.run_id for c in children}
     assert "overfitting-gap report (4 runs" in output
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/gap_report.csv", "report/gap_report.md", "report/gap_per_epoch.png",
-            "report/final_gap_by_config.png", "report/test_accuracy_vs_gap.png"} <= logged
+    assert {
+        "report/gap_report.csv",
+        "report/gap_report.md",
+        "report/gap_per_epoch.png",
+        "report/final_gap_by_config.png",
+        "report/test_accuracy_vs_gap.png",
+    } <= logged
 
 
 def test_failed_job_does_not_stop_the_sweep(tmp_path):
-    done, uri = multirun(tmp_path, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6",
-                         "trainer.epochs=2")
+    done, uri = multirun(
+        tmp_path, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6", "trainer.epochs=2"
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     _, parents, children = sweep_runs(uri)
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
@@ -99,8 +126,9 @@ def test_sequential_jobs_do_not_leak_state(tmp_path):
     assert done.returncode == 0
     _, _, alone = sweep_runs(alone_uri)
     drop = {"fit_seconds"}
-    assert {k: v for k, v in in_sweep.data.metrics.items() if k not in drop} == \
-           {k: v for k, v in alone[0].data.metrics.items() if k not in drop}
+    assert {k: v for k, v in in_sweep.data.metrics.items() if k not in drop} == {
+        k: v for k, v in alone[0].data.metrics.items() if k not in drop
+    }
 
 
 @pytest.mark.parametrize("repetition", [1, 2, 3])
@@ -108,8 +136,14 @@ def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_path, repetition):
     """Several processes opening a new SQLite store at once used to crash;
     the sweep creates it once before the workers start."""
     assert not (tmp_path / "mlflow.db").exists()
-    done, uri = multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=digits",
-                         "trainer.epochs=1", "trainer.seed=1,2,3,4,5,6,7,8")
+    done, uri = multirun(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "data=digits",
+        "trainer.epochs=1",
+        "trainer.seed=1,2,3,4,5,6,7,8",
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     _, parents, children = sweep_runs(uri)
     assert [p.info.status for p in parents] == ["FINISHED"]
@@ -122,9 +156,16 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "data.train_samples=6000", "trainer.epochs=50",
-        "trainer.seed=1,2", "tracking.log_model=false", f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "-m",
+        "data.train_samples=6000",
+        "trainer.epochs=50",
+        "trainer.seed=1,2",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -24,8 +24,13 @@ pytestmark = [pytest.mark.server, pytest.mark.e2e]
 URI_SECRET = "uri-secret-123"
 ENV_SECRET = "env-secret-456"
 TOKEN_SECRET = "env-token-789"
-REPORT_FILES = {"gap_report.csv", "gap_report.md", "gap_per_epoch.png", "final_gap_by_config.png",
-                "test_accuracy_vs_gap.png"}
+REPORT_FILES = {
+    "gap_report.csv",
+    "gap_report.md",
+    "gap_per_epoch.png",
+    "final_gap_by_config.png",
+    "test_accuracy_vs_gap.png",
+}
 
 
 def free_ports(count):
@@ -73,13 +78,27 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     """4 jobs, 2 workers, logging over HTTP with credentials given the usual ways."""
     uri = f"http://sweeper:{URI_SECRET}@127.0.0.1:{server.port}"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        "data=digits", "trainer.epochs=2", "model.dropout=0.0,0.2,0.4,0.6", "tracking.log_model=false",
-        f"tracking.uri={uri}", f"tracking.artifact_location={tmp_path / 'local-artifacts'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}", f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "data=digits",
+        "trainer.epochs=2",
+        "model.dropout=0.0,0.2,0.4,0.6",
+        "tracking.log_model=false",
+        f"tracking.uri={uri}",
+        f"tracking.artifact_location={tmp_path / 'local-artifacts'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_TRACKING_USERNAME": "sweeper",
-           "MLFLOW_TRACKING_PASSWORD": ENV_SECRET, "MLFLOW_TRACKING_TOKEN": TOKEN_SECRET}
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLFLOW_TRACKING_USERNAME": "sweeper",
+        "MLFLOW_TRACKING_PASSWORD": ENV_SECRET,
+        "MLFLOW_TRACKING_TOKEN": TOKEN_SECRET,
+    }
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     print(f"\n4-job sweep against the server: {time.monotonic() - started:.1f} s")
@@ -127,13 +146,20 @@ def test_start_stop_and_status_are_idempotent(server, capsys):
     assert "already running" in capsys.readouterr().out
     assert tracking_server.mlflow_pid(server) == pid
     elsewhere = ServerLayout(server.root, port=free_ports(1)[0], db_port=server.db_port)
-    with pytest.raises(ServerError, match=rf"already runs with --port {server.port} --db-port {server.db_port}; "
-                                          "stop it first to change the ports"):
+    with pytest.raises(
+        ServerError,
+        match=rf"already runs with --port {server.port} --db-port {server.db_port}; "
+        "stop it first to change the ports",
+    ):
         tracking_server.start(elsewhere)
 
     assert tracking_server.stop_mlflow(server)  # half down: PostgreSQL still runs
-    assert tracking_server.status(server) == {"mlflow_pid": None, "mlflow_healthy": False, "postgres": True,
-                                              "tracking_uri": server.tracking_uri}
+    assert tracking_server.status(server) == {
+        "mlflow_pid": None,
+        "mlflow_healthy": False,
+        "postgres": True,
+        "tracking_uri": server.tracking_uri,
+    }
     tracking_server.stop(server)
     assert "the MLflow server was not running\nstopped PostgreSQL" in capsys.readouterr().out
     tracking_server.stop(server)
@@ -162,8 +188,10 @@ def test_a_server_that_dies_at_start_shows_its_log(server_root):
     paths = BrokenBackend(server_root / "dead", port=free_ports(1)[0])
     paths.root.mkdir()
     started = time.monotonic()
-    expected = (r"(?s)exited at start \(code 1\); last lines of .*mlflow.log:.*"
-                r"NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:postgresql.nosuchdriver")
+    expected = (
+        r"(?s)exited at start \(code 1\); last lines of .*mlflow.log:.*"
+        r"NoSuchModuleError: Can't load plugin: sqlalchemy.dialects:postgresql.nosuchdriver"
+    )
     with pytest.raises(ServerError, match=expected):
         tracking_server.start_mlflow(paths, timeout=120)
     assert time.monotonic() - started < 60
@@ -175,6 +203,9 @@ def test_a_cluster_postgres_cannot_reach_is_refused_with_the_fix(server_root):
     require_postgres()
     private = server_root / "private"
     private.mkdir(mode=0o700)
-    with pytest.raises(ServerError, match=rf"'postgres' user cannot reach .*: it may not enter {private} "
-                                          rf"\(mode 700\).*chmod o\+x {private}"):
+    with pytest.raises(
+        ServerError,
+        match=rf"'postgres' user cannot reach .*: it may not enter {private} "
+        rf"\(mode 700\).*chmod o\+x {private}",
+    ):
         tracking_server.init_cluster(ServerLayout(private / "server"))

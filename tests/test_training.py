@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mnist_runner.preprocess import Rescale, fit_preprocessing
-from mnist_runner.splits import holdout, stratified_subset
-from mnist_runner.training import (GapMetrics, compile_model, eval_sample, evaluate_test_set, fit, overfit_gap,
-                                   summarize_history)
+from mnist_runner.pipeline.gap import GapMetrics, eval_sample, overfit_gap
+from mnist_runner.pipeline.preprocess import Rescale, fit_preprocessing
+from mnist_runner.pipeline.splits import holdout, stratified_subset
+from mnist_runner.pipeline.training import compile_model, evaluate_test_set, fit, summarize_history
 
 
 def test_overfit_gap_is_train_minus_validation():
@@ -40,11 +40,23 @@ def test_gap_uses_inference_mode_training_accuracy():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 8)).astype("float32")
     y = keras.utils.to_categorical((x[:, 0] > 0).astype(int), 2)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
-                              keras.layers.Dropout(0.8), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dropout(0.8),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(x[:192], y[:192], validation_data=(x[192:], y[192:]), epochs=3, verbose=0,
-                        callbacks=[GapMetrics(x[:192], y[:192], batch_size=64)])
+    history = model.fit(
+        x[:192],
+        y[:192],
+        validation_data=(x[192:], y[192:]),
+        epochs=3,
+        verbose=0,
+        callbacks=[GapMetrics(x[:192], y[:192], batch_size=64)],
+    )
     logs = history.history
     final_train = model.evaluate(x[:192], y[:192], verbose=0, return_dict=True)["accuracy"]
     assert logs["train_eval_accuracy"][-1] == pytest.approx(final_train)
@@ -58,8 +70,19 @@ def test_fit_returns_a_history_per_epoch_counted_from_one():
     y = np.arange(60) % 3
     model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     compile_model(model, "sgd", 0.01)
-    result = fit(model, (x[:40], y[:40]), (x[40:], y[40:]), num_classes=3, epochs=3, batch_size=16,
-                 eval_batch_size=16, seed=0, train_eval_samples=10, early_stopping=False, patience=1)
+    result = fit(
+        model,
+        (x[:40], y[:40]),
+        (x[40:], y[40:]),
+        num_classes=3,
+        epochs=3,
+        batch_size=16,
+        eval_batch_size=16,
+        seed=0,
+        train_eval_samples=10,
+        early_stopping=False,
+        patience=1,
+    )
     assert list(result.history["epoch"]) == [1, 2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accuracy", "overfit_gap"} <= set(result.history)
 
@@ -84,13 +107,31 @@ def small_fit(eval_batch_size: int = 16, steps_per_execution: int = 1) -> tuple[
     rng = np.random.default_rng(2)
     x = rng.integers(0, 255, size=(300, 6, 6)).astype("uint8")
     y = (x[:, 0, 0] > 127).astype(int) + (x[:, 1, 1] > 127).astype(int)
-    model = keras.Sequential([keras.Input((6, 6)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
-                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     compile_model(model, "adam", 0.01, steps_per_execution)
     calls = BatchCalls()
-    result = fit(model, (x[:200], y[:200]), (x[200:], y[200:]), num_classes=3, epochs=3, batch_size=16,
-                 eval_batch_size=eval_batch_size, seed=0, train_eval_samples=150, early_stopping=False,
-                 patience=1, callbacks=[calls])
+    result = fit(
+        model,
+        (x[:200], y[:200]),
+        (x[200:], y[200:]),
+        num_classes=3,
+        epochs=3,
+        batch_size=16,
+        eval_batch_size=eval_batch_size,
+        seed=0,
+        train_eval_samples=150,
+        early_stopping=False,
+        patience=1,
+        callbacks=[calls],
+    )
     return result.history, calls
 
 

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 from mlflow import MlflowClient
 
-from mnist_runner import ui
+from mnist_runner.services import ui
 
 
 def test_chart_url_opens_the_runs_page_in_chart_mode():
@@ -36,8 +36,14 @@ def test_prints_the_chart_url_of_the_experiment_and_serves_the_store_on_localhos
 
     assert ui.chart_url(experiment_id, port) in capsys.readouterr().out
     [(path, argv, env)] = no_exec
-    assert argv[argv.index("server") + 1:argv.index("server") + 7] == [
-        "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    assert argv[argv.index("server") + 1 : argv.index("server") + 7] == [
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     assert path == argv[0]
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
@@ -55,12 +61,15 @@ def test_a_new_store_gets_its_folder_and_the_root_url(tmp_path, no_exec, capsys)
     assert len(no_exec) == 1
 
 
-@pytest.mark.parametrize("uri, says", [
-    ("runs/mlflow.db", "not a database store URI"),
-    ("file:///tmp/mlruns", "not a database store URI"),
-    ("mongodb://127.0.0.1/db", "not a database store URI"),
-    ("http://127.0.0.1:5000", "that is a tracking server, which serves its own UI"),
-])
+@pytest.mark.parametrize(
+    "uri, says",
+    [
+        ("runs/mlflow.db", "not a database store URI"),
+        ("file:///tmp/mlruns", "not a database store URI"),
+        ("mongodb://127.0.0.1/db", "not a database store URI"),
+        ("http://127.0.0.1:5000", "that is a tracking server, which serves its own UI"),
+    ],
+)
 def test_a_uri_the_server_cannot_serve_is_refused_with_what_it_accepts(uri, says, no_exec, capsys):
     assert ui.main(["--uri", uri]) == 2
     err = capsys.readouterr().err

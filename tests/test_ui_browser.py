@@ -4,11 +4,11 @@ that holds a real run, opened in headless Chromium through selenium."""
 from urllib.parse import urlsplit
 
 import pytest
+import ui_browser
 from mlflow import MlflowClient
 from PIL import Image
 
-import ui_browser
-from mnist_runner import ui
+from mnist_runner.services import ui
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +22,9 @@ def served_store(tmp_path_factory):
     yields (store uri, the URL the UI printed). The server stops at the end."""
     ui_browser.require_browser()
     store = tmp_path_factory.mktemp("ui-store")
-    ui_browser.train(store, "data=digits", f"trainer.epochs={EPOCHS}", f"tracking.run_name={RUN_NAME}",
-                     "tracking.log_model=false")
+    ui_browser.train(
+        store, "data=digits", f"trainer.epochs={EPOCHS}", f"tracking.run_name={RUN_NAME}", "tracking.log_model=false"
+    )
     uri = ui_browser.store_uri(store)
     with ui_browser.ui_server(uri, store / "ui.log") as url:
         yield uri, url
@@ -53,7 +54,8 @@ def test_the_page_shows_the_run_and_its_val_accuracy_per_epoch(served_store, bro
     assert len(card.find_elements(By.CSS_SELECTOR, "svg.main-svg .scatterlayer path.point")) == EPOCHS
     shot = ui_browser.screenshot(browser, tmp_path / "mlflow_ui.png")
     viewport = browser.execute_script(
-        "return [window.innerWidth, window.innerHeight].map(v => Math.round(v * window.devicePixelRatio))")
+        "return [window.innerWidth, window.innerHeight].map(v => Math.round(v * window.devicePixelRatio))"
+    )
     with Image.open(shot) as image:
         assert image.format == "PNG"
         assert list(image.size) == viewport

@@ -32,8 +32,14 @@ WINDOW = (1400, 900)
 README_WINDOW = (1400, 1200)
 # --no-sandbox: Chromium refuses to start as root (containers, CI) without it.
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # The UI server takes ~9 s to answer on an idle machine, far longer on a busy one.
 SERVER_START_S = 180
@@ -78,9 +84,14 @@ def train(store: Path, *overrides: str, multirun: bool = False) -> None:
     SQLite file, artifacts, Hydra and checkpoint dirs)."""
     hydra_dir = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     command = [
-        sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides,
-        f"tracking.uri={store_uri(store)}", f"tracking.artifact_location={store / 'artifacts'}",
-        f"{hydra_dir}={store / 'hydra'}", f"trainer.checkpoint_dir={store / 'checkpoints'}",
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        *(["-m"] if multirun else []),
+        *overrides,
+        f"tracking.uri={store_uri(store)}",
+        f"tracking.artifact_location={store / 'artifacts'}",
+        f"{hydra_dir}={store / 'hydra'}",
+        f"trainer.checkpoint_dir={store / 'checkpoints'}",
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store, env=env)
@@ -97,7 +108,7 @@ def ui_server(uri: str, log_path: Path, port: int | None = None) -> Iterator[str
     """``python -m mnist_runner.ui`` on ``uri``; yields the URL it printed once
     ``/health`` answers, and stops the server (all its processes) on exit."""
     port = port or free_port()
-    command = [sys.executable, "-m", "mnist_runner.ui", "--uri", uri, "--port", str(port)]
+    command = [sys.executable, "-m", "mnist_runner.services.ui", "--uri", uri, "--port", str(port)]
     with open(log_path, "w") as log:
         # Its own process group: the server starts uvicorn and a job runner beside itself.
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -120,8 +131,7 @@ def wait_for_ui(server: subprocess.Popen, port: int, log_path: Path) -> str:
             pass
         time.sleep(0.5)
     else:
-        raise RuntimeError(f"the UI did not answer /health within {SERVER_START_S} s:\n"
-                           f"{log_path.read_text()[-3000:]}")
+        raise RuntimeError(f"the UI did not answer /health within {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
     found = URL_LINE.search(log_path.read_text())
     if found is None:
         raise RuntimeError(f"the UI printed no URL:\n{log_path.read_text()[-3000:]}")
@@ -163,8 +173,14 @@ def chromium(window: tuple[int, int] = WINDOW) -> Iterator:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def show_runs(driver, url: str, run_names: list[str], chart: str = "val_accuracy",
-              chart_search: str | None = None, timeout: float = PAGE_TIMEOUT_S):
+def show_runs(
+    driver,
+    url: str,
+    run_names: list[str],
+    chart: str = "val_accuracy",
+    chart_search: str | None = None,
+    timeout: float = PAGE_TIMEOUT_S,
+):
     """Open ``url`` and wait until every run is listed and the ``chart`` card
     draws their lines; returns that card. ``chart_search`` (default: the chart's
     name) goes into the UI's chart search box, which also brings the card into
@@ -241,8 +257,15 @@ def main(argv: list[str]) -> int:
     dropouts = ["0.0", "0.3", "0.6"]
     with tempfile.TemporaryDirectory(prefix="ui-screenshot-") as tmp:
         store = Path(tmp)
-        train(store, "data=digits", "trainer.epochs=10", f"model.dropout={','.join(dropouts)}",
-              "tracking.run_name=dropout-${model.dropout}", "tracking.log_model=false", multirun=True)
+        train(
+            store,
+            "data=digits",
+            "trainer.epochs=10",
+            f"model.dropout={','.join(dropouts)}",
+            "tracking.run_name=dropout-${model.dropout}",
+            "tracking.log_model=false",
+            multirun=True,
+        )
         with ui_server(store_uri(store), store / "ui.log") as url, chromium(README_WINDOW) as driver:
             show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart_search="accuracy")
             time.sleep(1)  # let the last chart finish its transition

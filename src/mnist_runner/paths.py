@@ -8,7 +8,9 @@ from pathlib import Path
 
 # src/mnist_runner/paths.py -> the repository root (the package is installed editable).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "conf"
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
 RUNS_DIR = PROJECT_ROOT / "runs"
 DATA_CACHE_DIR = RUNS_DIR / "data"
-# The store of conf/tracking/default.yaml, which `make ui` opens.
+# The store of conf/tracking/default.yaml (``${project_root:}`` resolved), which `make ui` opens.
 DEFAULT_TRACKING_URI = f"sqlite:///{RUNS_DIR / 'mlflow.db'}"

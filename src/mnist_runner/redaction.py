@@ -2,7 +2,7 @@
 
 Config values under secret-looking keys are masked whole; a password inside
 a URI (``http://user:password@host``) is masked and the rest kept. Nothing here
-imports TensorFlow, so quick commands (``python -m mnist_runner.ui``) can use it.
+imports TensorFlow, so quick commands (``mnist-ui``) can use it.
 """
 
 from __future__ import annotations

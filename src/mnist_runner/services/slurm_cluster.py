@@ -88,8 +88,9 @@ class Layout:
 def check_prerequisites() -> None:
     """Fail with what is missing: root rights, or the munge/SLURM programs."""
     if os.geteuid() != 0:
-        raise ClusterError("the SLURM cluster's daemons must run as root (slurmd starts jobs as their user); "
-                           "run this as root")
+        raise ClusterError(
+            "the SLURM cluster's daemons must run as root (slurmd starts jobs as their user); run this as root"
+        )
     missing = [name for name in DAEMONS + CLIENTS + ("munge",) if shutil.which(name) is None]
     if missing:
         raise ClusterError(f"missing programs: {', '.join(missing)}; {INSTALL_HINT}")
@@ -130,9 +131,11 @@ def write_munge_key(layout: Layout) -> None:
     layout.root.chmod(layout.root.stat().st_mode | 0o011)
     for folder in layout.root.parents:
         if not folder.stat().st_mode & 0o001:
-            raise ClusterError(f"--dir {layout.root}: munged needs its socket reachable by everyone, but {folder} "
-                               f"is mode {folder.stat().st_mode & 0o777:o}; use a folder whose parents all allow "
-                               "execute (chmod o+x), e.g. the default runs/slurm or one under /tmp")
+            raise ClusterError(
+                f"--dir {layout.root}: munged needs its socket reachable by everyone, but {folder} "
+                f"is mode {folder.stat().st_mode & 0o777:o}; use a folder whose parents all allow "
+                "execute (chmod o+x), e.g. the default runs/slurm or one under /tmp"
+            )
     if not layout.munge_key.exists():
         layout.munge_key.write_bytes(secrets.token_bytes(1024))
     layout.munge_key.chmod(0o400)
@@ -204,8 +207,11 @@ def daemon_commands(layout: Layout) -> dict[str, list[str]]:
     conf = str(layout.conf)
     return {
         "munged": [
-            "munged", f"--socket={layout.munge_socket}", f"--key-file={layout.munge_key}",
-            f"--pid-file={layout.pid_file('munged')}", f"--log-file={layout.log_file('munged')}",
+            "munged",
+            f"--socket={layout.munge_socket}",
+            f"--key-file={layout.munge_key}",
+            f"--pid-file={layout.pid_file('munged')}",
+            f"--log-file={layout.log_file('munged')}",
             f"--seed-file={layout.munge_dir / 'munged.seed'}",
         ],
         # -c: a fresh cluster every start, no jobs recovered from an earlier one.
@@ -232,8 +238,10 @@ def start(directory: Path = DEFAULT_DIR, timeout: float = 60.0) -> Layout:
             # Each daemon forks into the background and writes its PID file.
             done = subprocess.run(command, env=layout.client_env(), capture_output=True, text=True, timeout=30)
             if done.returncode != 0:
-                raise ClusterError(f"{daemon} did not start (exit {done.returncode}): "
-                                   f"{(done.stderr or done.stdout).strip()}\n{log_tail(layout, daemon)}")
+                raise ClusterError(
+                    f"{daemon} did not start (exit {done.returncode}): "
+                    f"{(done.stderr or done.stdout).strip()}\n{log_tail(layout, daemon)}"
+                )
             wait_for_pid(layout, daemon)
         wait_until_idle(layout, timeout)
     except BaseException:
@@ -253,8 +261,9 @@ def wait_for_pid(layout: Layout, daemon: str, timeout: float = 15.0) -> int:
 
 
 def node_state(layout: Layout) -> str:
-    done = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=layout.client_env(),
-                          capture_output=True, text=True, timeout=15)
+    done = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%t"], env=layout.client_env(), capture_output=True, text=True, timeout=15
+    )
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
@@ -270,8 +279,12 @@ def wait_until_idle(layout: Layout, timeout: float = 60.0) -> None:
             if read_pid(layout, daemon) is None:
                 raise ClusterError(f"{daemon} is not running\n{log_tail(layout, daemon)}")
         time.sleep(0.5)
-    raise ClusterError(f"the node is not idle after {timeout:.0f} s (sinfo state: {state or 'no answer'})\n"
-                       + log_tail(layout, "slurmctld") + "\n" + log_tail(layout, "slurmd"))
+    raise ClusterError(
+        f"the node is not idle after {timeout:.0f} s (sinfo state: {state or 'no answer'})\n"
+        + log_tail(layout, "slurmctld")
+        + "\n"
+        + log_tail(layout, "slurmd")
+    )
 
 
 def log_tail(layout: Layout, daemon: str, lines: int = 15) -> str:
@@ -353,19 +366,28 @@ def status(directory: Path = DEFAULT_DIR) -> dict[str, int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_runner.services.slurm_cluster",
-                                     description="A one-node SLURM cluster on 127.0.0.1 for sweeps.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_runner.services.slurm_cluster",
+        description="A one-node SLURM cluster on 127.0.0.1 for sweeps.",
+    )
     parser.add_argument("action", choices=["start", "stop", "status"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
-                        help="folder for slurm.conf, the munge key, state, logs and PID files (default: runs/slurm)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="folder for slurm.conf, the munge key, state, logs and PID files (default: runs/slurm)",
+    )
     args = parser.parse_args(argv)
     layout = Layout(args.dir.resolve())
     try:
         if args.action == "start":
             began = time.monotonic()
             start(layout.root)
-            print(f"SLURM node idle after {time.monotonic() - began:.1f} s; partition '{PARTITION}'. "
-                  "Point clients at it with:", file=sys.stderr)
+            print(
+                f"SLURM node idle after {time.monotonic() - began:.1f} s; partition '{PARTITION}'. "
+                "Point clients at it with:",
+                file=sys.stderr,
+            )
             print(f"export SLURM_CONF={layout.conf}")
         elif args.action == "stop":
             stopped = stop(layout.root)

@@ -122,8 +122,9 @@ def postgres_bin_dir() -> Path | None:
     found = shutil.which("pg_ctl")
     if found and shutil.which("initdb"):
         return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                      key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
     return versions[-1].parent if versions else None
 
 
@@ -131,7 +132,8 @@ def _pg_tool(name: str) -> str:
     folder = postgres_bin_dir()
     if folder is None:
         raise ServerError(
-            f"PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/lib/postgresql/*/bin); {INSTALL_HINT}")
+            f"PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/lib/postgresql/*/bin); {INSTALL_HINT}"
+        )
     return str(folder / name)
 
 
@@ -144,8 +146,12 @@ def _run_pg(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     options = {"capture_output": True, "text": True, "cwd": "/", **kwargs}
     if _as_root():
         account = pwd.getpwnam(SERVICE_USER)
-        options.update(user=account.pw_uid, group=account.pw_gid, extra_groups=[],
-                       env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": account.pw_dir, "LANG": "C.UTF-8"})
+        options.update(
+            user=account.pw_uid,
+            group=account.pw_gid,
+            extra_groups=[],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": account.pw_dir, "LANG": "C.UTF-8"},
+        )
     return subprocess.run(args, **options)
 
 
@@ -166,8 +172,10 @@ def _prepare_data_dir(paths: ServerLayout) -> None:
     try:
         account = pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        raise ServerError(f"running as root, but there is no '{SERVICE_USER}' user to run PostgreSQL as "
-                          f"(PostgreSQL refuses root); {INSTALL_HINT}, or run as an ordinary user") from None
+        raise ServerError(
+            f"running as root, but there is no '{SERVICE_USER}' user to run PostgreSQL as "
+            f"(PostgreSQL refuses root); {INSTALL_HINT}, or run as an ordinary user"
+        ) from None
     os.chown(paths.data_dir, account.pw_uid, account.pw_gid)
     blocked = _untraversable_parent(paths.data_dir)
     if blocked is not None:
@@ -187,8 +195,10 @@ def _read_password(paths: ServerLayout) -> str:
     try:
         return paths.pgpass.read_text().strip().rsplit(":", 1)[1]
     except (OSError, IndexError):
-        raise ServerError(f"{paths.pgpass} is missing or unreadable, so the cluster in {paths.data_dir} cannot be "
-                          f"used; stop the server and delete {paths.root} to start over") from None
+        raise ServerError(
+            f"{paths.pgpass} is missing or unreadable, so the cluster in {paths.data_dir} cannot be "
+            f"used; stop the server and delete {paths.root} to start over"
+        ) from None
 
 
 def init_cluster(paths: ServerLayout) -> bool:
@@ -197,8 +207,9 @@ def init_cluster(paths: ServerLayout) -> bool:
     if _cluster_exists(paths):
         return False
     if paths.data_dir.exists() and any(paths.data_dir.iterdir()):
-        raise ServerError(f"{paths.data_dir} holds files but no PostgreSQL cluster (no PG_VERSION); "
-                          "delete it or choose another --dir")
+        raise ServerError(
+            f"{paths.data_dir} holds files but no PostgreSQL cluster (no PG_VERSION); delete it or choose another --dir"
+        )
     _prepare_data_dir(paths)
     password = secrets.token_urlsafe(24)
     # initdb reads the password from a file; a pipe would not do when it runs as
@@ -213,8 +224,19 @@ def init_cluster(paths: ServerLayout) -> bool:
             account = pwd.getpwnam(SERVICE_USER)
             os.chown(password_file, account.pw_uid, account.pw_gid)
         done = _run_pg(
-            [_pg_tool("initdb"), "-D", str(paths.data_dir), "-U", DB_USER, f"--pwfile={password_file}",
-             "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
+            [
+                _pg_tool("initdb"),
+                "-D",
+                str(paths.data_dir),
+                "-U",
+                DB_USER,
+                f"--pwfile={password_file}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
         )
     finally:
         password_file.unlink(missing_ok=True)
@@ -237,17 +259,36 @@ def start_postgres(paths: ServerLayout) -> None:
     """Start the cluster on 127.0.0.1:<db_port>, its unix socket inside the cluster folder."""
     socket_path = paths.data_dir / f".s.PGSQL.{paths.db_port}"
     if len(str(socket_path)) > SOCKET_PATH_MAX:
-        raise ServerError(f"--dir {paths.root} is too deep: PostgreSQL's socket {socket_path} would exceed "
-                          f"{SOCKET_PATH_MAX} characters; choose a shorter --dir")
+        raise ServerError(
+            f"--dir {paths.root} is too deep: PostgreSQL's socket {socket_path} would exceed "
+            f"{SOCKET_PATH_MAX} characters; choose a shorter --dir"
+        )
     _require_free_port(paths.db_port, "--db-port")
     # pg_ctl hands these to the server through a shell: the folder is quoted.
-    settings = (f"-c listen_addresses=127.0.0.1 -c port={paths.db_port} "
-                f"-c unix_socket_directories={shlex.quote(str(paths.data_dir))}")
-    done = _run_pg([_pg_tool("pg_ctl"), "-D", str(paths.data_dir), "-l", str(paths.pg_log), "-o", settings,
-                    "-w", "-t", "60", "start"])
+    settings = (
+        f"-c listen_addresses=127.0.0.1 -c port={paths.db_port} "
+        f"-c unix_socket_directories={shlex.quote(str(paths.data_dir))}"
+    )
+    done = _run_pg(
+        [
+            _pg_tool("pg_ctl"),
+            "-D",
+            str(paths.data_dir),
+            "-l",
+            str(paths.pg_log),
+            "-o",
+            settings,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     if done.returncode:
-        raise ServerError(f"PostgreSQL did not start on 127.0.0.1:{paths.db_port}:\n"
-                          f"{(done.stdout + done.stderr)[-1000:]}\n{_tail(paths.pg_log)}")
+        raise ServerError(
+            f"PostgreSQL did not start on 127.0.0.1:{paths.db_port}:\n"
+            f"{(done.stdout + done.stderr)[-1000:]}\n{_tail(paths.pg_log)}"
+        )
 
 
 def stop_postgres(paths: ServerLayout) -> bool:
@@ -265,11 +306,18 @@ def ensure_database(paths: ServerLayout) -> None:
     import psycopg2
 
     try:
-        connection = psycopg2.connect(host="127.0.0.1", port=paths.db_port, user=DB_USER,
-                                      password=_read_password(paths), dbname="postgres", connect_timeout=10)
+        connection = psycopg2.connect(
+            host="127.0.0.1",
+            port=paths.db_port,
+            user=DB_USER,
+            password=_read_password(paths),
+            dbname="postgres",
+            connect_timeout=10,
+        )
     except psycopg2.Error as error:
         raise ServerError(
-            f"cannot connect to PostgreSQL on 127.0.0.1:{paths.db_port} as '{DB_USER}': {error}") from error
+            f"cannot connect to PostgreSQL on 127.0.0.1:{paths.db_port} as '{DB_USER}': {error}"
+        ) from error
     try:
         connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         with connection.cursor() as cursor:
@@ -298,7 +346,8 @@ def _require_free_port(port: int, option: str) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
             raise ServerError(
-                f"port {port} on 127.0.0.1 is in use ({error.strerror}); choose another {option}") from None
+                f"port {port} on 127.0.0.1 is in use ({error.strerror}); choose another {option}"
+            ) from None
 
 
 def mlflow_pid(paths: ServerLayout) -> int | None:
@@ -327,10 +376,20 @@ def start_mlflow(paths: ServerLayout, workers: int = DEFAULT_WORKERS, timeout: f
     _require_free_port(paths.port, "--port")
     paths.artifacts.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", paths.backend_uri,
-        "--artifacts-destination", str(paths.artifacts),
-        "--host", "127.0.0.1", "--port", str(paths.port), "--workers", str(workers),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        paths.backend_uri,
+        "--artifacts-destination",
+        str(paths.artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(paths.port),
+        "--workers",
+        str(workers),
     ]
     env = {**os.environ, "PGPASSFILE": str(paths.pgpass)}
     # MLflow's GenAI job runner (seven queue consumers) serves no training run:
@@ -339,8 +398,15 @@ def start_mlflow(paths: ServerLayout, workers: int = DEFAULT_WORKERS, timeout: f
     with paths.mlflow_log.open("ab") as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=env, cwd=paths.root, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=paths.root,
+            start_new_session=True,
+        )
     paths.pid_file.write_text(f"{process.pid}\n")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -348,8 +414,9 @@ def start_mlflow(paths: ServerLayout, workers: int = DEFAULT_WORKERS, timeout: f
         # nothing listening, or leaves the port to another server.
         if process.poll() is not None:
             paths.pid_file.unlink(missing_ok=True)
-            raise ServerError(f"the MLflow server exited at start (code {process.returncode}); "
-                              f"{_tail(paths.mlflow_log)}")
+            raise ServerError(
+                f"the MLflow server exited at start (code {process.returncode}); {_tail(paths.mlflow_log)}"
+            )
         if healthy(paths.tracking_uri):
             return process.pid
         time.sleep(0.5)
@@ -400,8 +467,10 @@ def start(paths: ServerLayout, workers: int = DEFAULT_WORKERS) -> str:
     if mlflow_pid(paths) is not None:
         saved = _saved_ports(paths.root)
         if (saved.get("port"), saved.get("db_port")) != (paths.port, paths.db_port):
-            raise ServerError(f"the server in {paths.root} already runs with --port {saved.get('port')} "
-                              f"--db-port {saved.get('db_port')}; stop it first to change the ports")
+            raise ServerError(
+                f"the server in {paths.root} already runs with --port {saved.get('port')} "
+                f"--db-port {saved.get('db_port')}; stop it first to change the ports"
+            )
         if postgres_running(paths):
             print(f"already running: {status_text(paths)}")
             return paths.tracking_uri
@@ -437,8 +506,11 @@ def status(paths: ServerLayout) -> dict[str, object]:
 
 def status_text(paths: ServerLayout) -> str:
     state = status(paths)
-    mlflow_state = (f"MLflow pid {state['mlflow_pid']} ({'healthy' if state['mlflow_healthy'] else 'not answering'})"
-                    if state["mlflow_pid"] else "MLflow not running")
+    mlflow_state = (
+        f"MLflow pid {state['mlflow_pid']} ({'healthy' if state['mlflow_healthy'] else 'not answering'})"
+        if state["mlflow_pid"]
+        else "MLflow not running"
+    )
     postgres_state = f"PostgreSQL on 127.0.0.1:{paths.db_port}" if state["postgres"] else "PostgreSQL not running"
     line = f"{mlflow_state}, {postgres_state}"
     return f"{line}; tracking.uri={paths.tracking_uri}" if state["mlflow_pid"] else line
@@ -450,13 +522,19 @@ def main(argv: list[str] | None = None) -> int:
         description="A local MLflow tracking server on PostgreSQL, listening on 127.0.0.1 only.",
     )
     parser.add_argument("command", choices=["start", "stop", "status"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR,
-                        help=f"where the cluster, artifacts and logs live (default: {DEFAULT_DIR})")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help=f"where the cluster, artifacts and logs live (default: {DEFAULT_DIR})",
+    )
     parser.add_argument("--port", type=int, help=f"MLflow's port (default: the last start's, else {DEFAULT_PORT})")
-    parser.add_argument("--db-port", type=int,
-                        help=f"PostgreSQL's port (default: the last start's, else {DEFAULT_DB_PORT})")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help=f"MLflow server workers (default: {DEFAULT_WORKERS})")
+    parser.add_argument(
+        "--db-port", type=int, help=f"PostgreSQL's port (default: the last start's, else {DEFAULT_DB_PORT})"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help=f"MLflow server workers (default: {DEFAULT_WORKERS})"
+    )
     args = parser.parse_args(argv)
     for option, value in (("--port", args.port), ("--db-port", args.db_port)):
         if value is not None and not 1 <= value <= 65535:

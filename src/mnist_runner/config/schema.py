@@ -1,0 +1,205 @@
+"""The config schema: one dataclass per config group, registered in Hydra's
+ConfigStore under ``schema/<group>`` and named in each YAML's defaults list.
+
+Hydra and OmegaConf check types and unknown keys while composing
+(``trainer.epochs=abc`` fails there); the ``__post_init__`` checks below check
+ranges and choices when ``validate`` turns the config into these objects,
+before any data is loaded, model built or MLflow run started. Nothing here
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_runner.datasets.catalog import DATASETS, DEFAULT_DATASET
+from mnist_runner.errors import UserError
+
+PREPROCESSINGS = ("scale", "standardize", "none")
+MODEL_TYPES = ("dense", "cnn")
+ACTIVATIONS = ("relu", "elu", "selu", "gelu", "silu", "swish", "tanh", "sigmoid", "leaky_relu", "linear")
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "nadam", "adagrad", "adadelta", "adamax")
+# Keras dtype policies: computations in bfloat16 with float32 weights pay off
+# only on CPUs with bfloat16 instructions (AVX-512 BF16, AMX).
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+class ConfigError(UserError, ValueError):
+    """A config value out of range or not among the allowed choices."""
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    require(value in choices, key, value, f"choose one of {', '.join(choices)}")
+
+
+def positive_ints(key: str, values: List[int]) -> None:
+    require(all(v >= 1 for v in values), key, list(values), "every size must be >= 1")
+
+
+# The defaults below are the defaults: the YAML files in conf/ repeat them,
+# with comments, and a test checks that the two agree. ``${project_root:}``
+# resolves to the repository, so the store does not depend on the cwd.
+
+
+@dataclass
+class DataConfig:
+    name: str = DEFAULT_DATASET
+    path: Optional[str] = None
+    train_samples: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        one_of("data.name", self.name, tuple(DATASETS))
+        if self.name == "digits":
+            require(self.path is None, "data.path", self.path, "data=digits comes with scikit-learn and reads no files")
+        if self.train_samples is not None:
+            size = DATASETS[self.name].train_size
+            require(
+                10 <= self.train_samples <= size,
+                "data.train_samples",
+                self.train_samples,
+                f"between 10 (one per class) and {size} (the {self.name} training set), or null for all",
+            )
+
+
+@dataclass
+class PreprocessConfig:
+    name: str = "scale"
+
+    def __post_init__(self) -> None:
+        one_of("preprocess.name", self.name, PREPROCESSINGS)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "model"
+    type: str = "dense"
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        one_of("model.type", self.type, MODEL_TYPES)
+        one_of("model.activation", self.activation, ACTIVATIONS)
+        require(0 <= self.dropout < 1, "model.dropout", self.dropout, "a rate in [0, 1)")
+
+
+@dataclass
+class DenseConfig(ModelConfig):
+    hidden_units: List[int] = field(default_factory=lambda: [512, 256, 128, 32])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive_ints("model.hidden_units", self.hidden_units)
+
+
+@dataclass
+class CnnConfig(ModelConfig):
+    type: str = "cnn"
+    conv_filters: List[int] = field(default_factory=lambda: [32])
+    kernel_size: int = 3
+    pool_size: int = 2
+    dense_units: List[int] = field(default_factory=lambda: [128])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive_ints("model.conv_filters", self.conv_filters)
+        positive_ints("model.dense_units", self.dense_units)
+        require(self.kernel_size >= 1, "model.kernel_size", self.kernel_size, "must be >= 1")
+        require(self.pool_size >= 1, "model.pool_size", self.pool_size, "must be >= 1")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    validation_split: float = 0.3
+    optimizer: str = "rmsprop"
+    learning_rate: float = 0.001
+    seed: int = 42
+    deterministic: bool = False
+    precision: str = "float32"
+    early_stopping: bool = False
+    patience: int = 3
+    checkpoint_dir: Optional[str] = "${project_root:}/runs/checkpoints"
+    train_eval_samples: Optional[int] = 10_000
+    eval_batch_size: int = 1024
+    steps_per_execution: int = 32
+    jit_compile: Optional[bool] = None
+
+    def __post_init__(self) -> None:
+        require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
+        require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, "must be >= 1")
+        require(self.eval_batch_size >= 1, "trainer.eval_batch_size", self.eval_batch_size, "must be >= 1")
+        require(self.steps_per_execution >= 1, "trainer.steps_per_execution", self.steps_per_execution, "must be >= 1")
+        require(
+            0 < self.validation_split < 1,
+            "trainer.validation_split",
+            self.validation_split,
+            "a fraction strictly between 0 and 1",
+        )
+        one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
+        require(self.learning_rate > 0, "trainer.learning_rate", self.learning_rate, "must be > 0")
+        require(self.seed >= 0, "trainer.seed", self.seed, "must be >= 0")
+        one_of("trainer.precision", self.precision, PRECISIONS)
+        require(self.patience >= 1, "trainer.patience", self.patience, "must be >= 1")
+        if self.train_eval_samples is not None:
+            require(
+                self.train_eval_samples >= 1,
+                "trainer.train_eval_samples",
+                self.train_eval_samples,
+                "must be >= 1, or null for all training samples",
+            )
+
+
+DEFAULT_EXPERIMENT = "mnist"
+
+
+@dataclass
+class TrackingConfig:
+    uri: str = "sqlite:///${project_root:}/runs/mlflow.db"
+    experiment: str = DEFAULT_EXPERIMENT
+    artifact_location: Optional[str] = "${project_root:}/runs/mlartifacts"
+    run_name: Optional[str] = None
+    log_model: bool = True
+
+    def __post_init__(self) -> None:
+        require(bool(self.experiment.strip()), "tracking.experiment", self.experiment, "must not be empty")
+        require(
+            "://" in self.uri,
+            "tracking.uri",
+            self.uri,
+            "a URI such as sqlite:///abs/path/mlflow.db or http://127.0.0.1:5000",
+        )
+
+
+SCHEMAS = {
+    "data": {"data": DataConfig},
+    "preprocess": {"preprocess": PreprocessConfig},
+    "model": {"dense": DenseConfig, "cnn": CnnConfig},
+    "trainer": {"trainer": TrainerConfig},
+    "tracking": {"tracking": TrackingConfig},
+}
+
+
+def register_schemas() -> None:
+    """``schema/<group>/<name>`` entries for the YAMLs' defaults lists."""
+    store = ConfigStore.instance()
+    for group, schemas in SCHEMAS.items():
+        for name, schema in schemas.items():
+            store.store(group=f"schema/{group}", name=name, node=schema)
+
+
+def validate(cfg: DictConfig) -> dict[str, Any]:
+    """Check every group's ranges and choices; the groups as schema objects.
+
+    Raises ``ConfigError`` naming the first bad key, its value and what is allowed.
+    """
+    return {group: OmegaConf.to_object(cfg[group]) for group in SCHEMAS}

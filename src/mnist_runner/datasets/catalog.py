@@ -1,0 +1,32 @@
+"""What is known of each data set before it is loaded: its size, image shape
+and pixel range. The config schema checks values against it, the loader
+checks what it loaded against it, and predict reads a model's pixel range
+from it. Nothing here imports NumPy, so ``run.py --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    train_size: int  # images in the training part
+    test_size: int
+    image_shape: tuple[int, int]
+    pixel_max: int  # the largest pixel value; a model takes raw pixels of this range
+    description: str
+    num_classes: int = 10
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo("mnist", 60_000, 10_000, (28, 28), 255, "handwritten digits"),
+        DatasetInfo("fashion_mnist", 60_000, 10_000, (28, 28), 255, "Zalando's clothing images"),
+        # scikit-learn's 1,797 images, of which a fixed stratified 20% is the test set.
+        DatasetInfo("digits", 1_437, 360, (8, 8), 16, "scikit-learn's 8x8 digits, offline"),
+    )
+}
+DEFAULT_DATASET = "mnist"

@@ -1,0 +1,177 @@
+"""One run, start to end, in the order the data flows:
+config -> data -> split -> preprocessing -> model -> training -> test -> MLflow.
+
+Everything that can fail on bad config or data (validation, loading,
+splitting, building the model) happens before the MLflow run starts, so a
+typo leaves no run behind. What is specific to a sweep or a search (the
+parent run, pruning) is handed in by the caller; this module knows nothing
+of either.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import keras
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_runner.config import params, schema
+from mnist_runner.datasets.loader import Dataset, load_dataset
+from mnist_runner.paths import DATA_CACHE_DIR
+from mnist_runner.pipeline import checkpoints
+from mnist_runner.pipeline.models import build_model
+from mnist_runner.pipeline.preprocess import fit_preprocessing
+from mnist_runner.pipeline.resume import Resume, checkpoint_folder
+from mnist_runner.pipeline.session import prepare_session
+from mnist_runner.pipeline.splits import Split, split_training_data
+from mnist_runner.pipeline.training import compile_model, evaluate_test_set, fit, history_frame, summarize_history
+from mnist_runner.redaction import redact_override
+from mnist_runner.tracking import links, provenance, records, store
+from mnist_runner.tracking.epoch_logger import EpochLogger
+from mnist_runner.tracking.runs import tracked_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    history: pd.DataFrame
+
+
+def run_experiment(
+    cfg: DictConfig,
+    *,
+    overrides: Sequence[str] = (),
+    resume: Resume | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> RunResult:
+    """Train and test the configured model; record everything in one MLflow run.
+
+    ``resume`` continues an interrupted run from its checkpoint (see
+    ``resume.plan_resume``); ``parent_run_id`` makes the run a child of a
+    sweep's parent run; ``extra_tags`` and ``callbacks`` (added to Keras'
+    ``fit``: a search's pruning, a benchmark's clock) come from the caller.
+    """
+    schema.validate(cfg)
+    data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
+    shown_overrides = " ".join(redact_override(o) for o in overrides)
+    log.info("config (overrides: %s):\n%s", shown_overrides or "none", params.summary(cfg))
+    experiment_id = store.connect(track.uri, track.experiment, track.artifact_location)
+    # .get: a resumed run logged before these options existed goes on as it ran
+    # (its checkpoint keeps how it was compiled).
+    prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
+    eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
+
+    dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
+    split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
+    rescale = fit_preprocessing(cfg.preprocess.name, split.x_train, dataset.pixel_max)
+    if resume:
+        model, initial_epoch = resume.load_model(), resume.epochs_done
+    else:
+        model = build_model(
+            OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape, dataset.num_classes, rescale
+        )
+        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.steps_per_execution, trainer.jit_compile)
+        initial_epoch = 0
+
+    tags = run_tags(cfg, dataset, shown_overrides, resume, extra_tags or {})
+    run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
+    with tracked_run(experiment_id, run_name, tags, parent_run_id, resume.run_id if resume else None) as run:
+        run_id = run.info.run_id
+        if not resume:
+            records.log_config(OmegaConf.to_container(cfg, resolve=True), params.flatten(cfg), list(overrides))
+            records.log_derived(derived_params(split, dataset, rescale, model))
+        earlier = resume.history if resume else None
+        all_callbacks = [EpochLogger(), *callbacks]
+        folder = checkpoint_folder(cfg, run_id)
+        if folder:
+            all_callbacks.append(checkpoints.EpochCheckpoint(folder))
+        try:
+            fitted = fit(
+                model,
+                (split.x_train, split.y_train),
+                (split.x_val, split.y_val),
+                num_classes=dataset.num_classes,
+                epochs=trainer.epochs,
+                batch_size=trainer.batch_size,
+                eval_batch_size=eval_batch_size,
+                seed=trainer.seed,
+                train_eval_samples=trainer.train_eval_samples,
+                early_stopping=trainer.early_stopping,
+                patience=trainer.patience,
+                callbacks=all_callbacks,
+                initial_epoch=initial_epoch,
+            )
+        except BaseException:
+            # Interrupted or diverged: keep the epochs that did complete.
+            completed = getattr(getattr(model, "history", None), "history", None)
+            if completed:
+                records.log_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
+            raise
+        history = joined(earlier, fitted.history)
+        records.log_history(history)
+        test, predicted = evaluate_test_set(model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size)
+        metrics = {**test, **summarize_history(history), "fit_seconds": fitted.seconds}
+        records.log_test_results(metrics, dataset.y_test, predicted, dataset.num_classes)
+        if track.log_model:
+            records.log_model(model, dataset.x_test[:5])
+    if folder:
+        checkpoints.remove(folder)
+
+    log.info(
+        "test_accuracy=%.4f  final_overfit_gap=%+.4f  best val_accuracy=%.4f at epoch %d  (%.1f s training)",
+        metrics["test_accuracy"],
+        metrics["final_overfit_gap"],
+        metrics["best_val_accuracy"],
+        metrics["best_epoch"],
+        fitted.seconds,
+    )
+    log.info(
+        "MLflow run %s (experiment %r); open it: %s",
+        run_id,
+        track.experiment,
+        links.ui_hint(track.uri, experiment_id, run_id),
+    )
+    return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
+
+
+def run_tags(
+    cfg: DictConfig, dataset: Dataset, shown_overrides: str, resume: Resume | None, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """What the run is and where it came from; a resumed run keeps its first tags."""
+    tags = {
+        "model": cfg.model.name,
+        "data": dataset.name,
+        "data_source": dataset.source,
+        "data_checksum": dataset.checksum,
+        **provenance.git_tags(),
+        **provenance.environment_tags(),
+    }
+    if resume:
+        return {**tags, "resumed_from_epoch": str(resume.epochs_done)}
+    return {**tags, "overrides": shown_overrides, **extra}
+
+
+def derived_params(split: Split, dataset: Dataset, rescale, model: keras.Model) -> dict[str, float | int]:
+    """Params computed during the run, not set by the config."""
+    return {
+        "derived.train_samples": len(split.y_train),
+        "derived.validation_samples": len(split.y_val),
+        "derived.test_samples": len(dataset.y_test),
+        "derived.preprocess_scale": rescale.scale,
+        "derived.preprocess_offset": rescale.offset,
+        "derived.parameters": model.count_params(),
+    }
+
+
+def joined(earlier: pd.DataFrame | None, later: pd.DataFrame) -> pd.DataFrame:
+    """The history of a resumed run: epochs from before the interruption, then the new ones."""
+    return later if earlier is None else pd.concat([earlier, later], ignore_index=True)

@@ -1,0 +1,157 @@
+"""Training with Keras' ``fit``, and the test set.
+
+Every epoch also gets the fair overfitting gap (``gap.GapMetrics``); a stop
+signal stops training between batches (``StopOnSignal``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+
+from mnist_runner import signals
+from mnist_runner.config.schema import OPTIMIZERS
+from mnist_runner.errors import RunFailed
+from mnist_runner.pipeline.gap import GapMetrics, eval_sample
+
+
+@dataclass(frozen=True)
+class FitResult:
+    history: pd.DataFrame  # one row per epoch, ``epoch`` counted from 1
+    seconds: float
+
+
+def compile_model(
+    model: keras.Model,
+    optimizer: str,
+    learning_rate: float,
+    steps_per_execution: int = 1,
+    jit_compile: bool | None = None,
+) -> None:
+    """``steps_per_execution`` batches run in one call of the compiled train
+    step (the same numbers as one at a time, less Python overhead);
+    ``jit_compile=None`` is Keras' "auto": XLA on GPUs, not on CPUs."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"trainer.optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}")
+    model.compile(
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+        jit_compile="auto" if jit_compile is None else jit_compile,
+    )
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Raises a noted stop signal's exception between batches (every
+    ``steps_per_execution`` of them) or as training ends, where Keras stops
+    cleanly: during training the signal handlers only note it (see ``signals``)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        signals.raise_if_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        self.on_train_batch_end(None, logs)
+
+
+def fit(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    num_classes: int,
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int,
+    seed: int,
+    train_eval_samples: int | None,
+    early_stopping: bool,
+    patience: int,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    initial_epoch: int = 0,
+) -> FitResult:
+    """Train a compiled model; labels are class indices, one-hot encoded here as
+    in the course. Validation and the gap's re-evaluation predict in batches of
+    ``eval_batch_size``: the numbers do not depend on it, the speed does.
+    ``initial_epoch`` > 0 continues a resumed run."""
+    x_train, y_train = train[0], keras.utils.to_categorical(train[1], num_classes)
+    x_val, y_val = validation[0], keras.utils.to_categorical(validation[1], num_classes)
+    x_eval, y_eval = eval_sample(x_train, y_train, train_eval_samples, seed)
+    # GapMetrics first: the callbacks after it (and Keras' own) see the gap.
+    # TerminateOnNaN stops at the first non-finite loss it sees (it looks
+    # every steps_per_execution batches) instead of training on for the
+    # remaining epochs.
+    all_callbacks = [
+        StopOnSignal(),
+        keras.callbacks.TerminateOnNaN(),
+        GapMetrics(x_eval, y_eval, eval_batch_size),
+        *callbacks,
+    ]
+    if early_stopping:
+        all_callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+        )
+    start = time.perf_counter()
+    with signals.stops_deferred():
+        history = model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_batch_size=eval_batch_size,
+            callbacks=all_callbacks,
+            initial_epoch=initial_epoch,
+            # A live progress bar on a terminal; one line per epoch in logs and CI.
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    seconds = time.perf_counter() - start
+    frame = history_frame(history.history, first_epoch=initial_epoch + 1)
+    if len(frame) and not np.isfinite(frame["loss"].iloc[-1]):
+        raise RunFailed(
+            f"training diverged: the loss became {frame['loss'].iloc[-1]} in epoch {frame['epoch'].iloc[-1]}; "
+            "try a smaller trainer.learning_rate"
+        )
+    return FitResult(history=frame, seconds=seconds)
+
+
+def evaluate_test_set(
+    model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, num_classes: int, batch_size: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """``test_loss`` and ``test_accuracy`` (as ``model.evaluate`` computes them)
+    and the predicted classes, from one prediction pass instead of two."""
+    probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
+    y_onehot = keras.utils.to_categorical(y_test, num_classes)
+    loss = keras.losses.get(model.loss)(y_onehot, probabilities)
+    predicted = np.argmax(probabilities, axis=1)
+    return {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(predicted == y_test))}, predicted
+
+
+def history_frame(history: dict[str, list[float]], first_epoch: int = 1) -> pd.DataFrame:
+    """Keras' ``History.history`` as a table, one row per epoch, ``epoch`` from 1."""
+    frame = pd.DataFrame(history)
+    frame.insert(0, "epoch", np.arange(first_epoch, first_epoch + len(frame)))
+    return frame
+
+
+def summarize_history(history: pd.DataFrame) -> dict[str, float]:
+    """Final numbers of a training history: the best validation accuracy, its
+    epoch (the first, on ties) and the gap there; the gap at the last epoch;
+    and ``overfit_epoch``, where validation loss stopped improving (its minimum)."""
+    best = history.loc[history["val_accuracy"].idxmax()]
+    return {
+        "best_val_accuracy": float(best["val_accuracy"]),
+        "best_epoch": int(best["epoch"]),
+        "best_epoch_overfit_gap": float(best["overfit_gap"]),
+        "final_overfit_gap": float(history["overfit_gap"].iloc[-1]),
+        "overfit_epoch": int(history.loc[history["val_loss"].idxmin(), "epoch"]),
+    }

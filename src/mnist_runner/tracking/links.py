@@ -1,0 +1,32 @@
+"""Addresses of runs and experiments in the MLflow UI."""
+
+from __future__ import annotations
+
+from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.redaction import redact
+from mnist_runner.tracking.store import is_server
+
+UI_HOST = "127.0.0.1"
+UI_PORT = 5000  # `make ui`'s default port
+
+
+def base_url(port: int = UI_PORT, host: str = UI_HOST) -> str:
+    return f"http://{host}:{port}/"
+
+
+def chart_url(experiment_id: str, port: int = UI_PORT, host: str = UI_HOST) -> str:
+    """The UI page listing an experiment's runs with a chart per metric over epochs.
+
+    The plain ``#/experiments/<id>`` opens an overview page without the runs,
+    and ``#/experiments/<id>/runs`` lists them without metrics.
+    """
+    return f"{base_url(port, host)}#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
+
+
+def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
+    """How to open this run in the MLflow UI."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if is_server(uri):
+        return f"{redact(uri).rstrip('/')}/{page}"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"python -m mnist_runner.services.ui --uri {redact(uri)}"
+    return f"{command}, then {base_url()}{page}"
