@@ -39,13 +39,13 @@ data: ## Fetch, verify and cache MNIST and Fashion-MNIST under runs/data
 run: ## Train and track one run: make run ARGS="model=cnn trainer.epochs=3"
 	$(BIN)/python run.py $(ARGS)
 
-sweep: ## The overfitting-gap sweep on MNIST (16 jobs, ~10 min): experiments/overfitting_gap.yaml
+sweep: ## The overfitting-gap sweep on MNIST (16 jobs): experiments/overfitting_gap.yaml
 	$(BIN)/python run.py experiment=overfitting_gap $(ARGS)
 
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
 	$(BIN)/python -m mnist_runner.sweeps.compare $(ARGS)
 
-test: ## The whole test suite, what CI runs (about 10 minutes)
+test: ## The whole test suite, what CI runs
 	$(BIN)/python -m pytest
 
 test-fast: ## The tests that neither train nor start processes: the edit-test loop (under 90 s)
@@ -59,10 +59,10 @@ format: ## Fix what ruff can: import order, formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: ## The benchmark suite (~11 min on 2 idle cores): BENCHMARKS.md, runs/bench/
+bench: ## The benchmark suite on an idle machine: BENCHMARKS.md, runs/bench/
 	$(BIN)/python bench/run_bench.py
 
-bench-options: ## Seconds per epoch under each execution option (~12 min): XLA, tf.data, batching, threads
+bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads
 	$(BIN)/python bench/execution_options.py $(ARGS)
 
 predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier/latest]"
@@ -74,7 +74,7 @@ register: ## Register the best run's model in the MLflow model registry (ARGS="-
 ui: ## The MLflow UI on the project's store; prints the address of the runs' per-epoch charts (PORT=..., ARGS="--experiment NAME")
 	$(BIN)/python -m mnist_runner.services.ui --port $(PORT) $(ARGS)
 
-ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium, ~2 min)
+ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium)
 	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png
 
 server: ## A shared MLflow tracking server on PostgreSQL (runs/server), http://127.0.0.1:5001 (SERVER_PORT=...); log with tracking.uri=http://127.0.0.1:5001

@@ -23,7 +23,7 @@ course's notebook does):
 
 ``+`` combines options; the numbers in a name can be changed (``steps_64``).
 The runner keeps an option as a default only if it wins beyond the
-epoch-to-epoch noise at the same accuracy; README, "Execution options", has
+epoch-to-epoch noise at the same accuracy; docs/performance.md, "Execution options", has
 the last numbers and what was kept.
 """
 

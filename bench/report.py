@@ -31,7 +31,7 @@ Time per step (minutes): {step_minutes}.
    validation), with everything the runner records, the logged model
    included, and the runner's own defaults for running it
    (`trainer.steps_per_execution=32`, `trainer.eval_batch_size=1024`: the
-   same numbers, less overhead; README, "Execution options"). The reference
+   same numbers, less overhead; docs/performance.md, "Execution options"). The reference
    is what the course's notebook does: Keras' defaults. {reps}
    repetition(s); the ratio of each pair.
 2. **Throughput**: samples per second of each epoch after the first

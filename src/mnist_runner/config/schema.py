@@ -93,6 +93,7 @@ class ModelConfig:
 
 @dataclass
 class DenseConfig(ModelConfig):
+    name: str = "dense"
     hidden_units: List[int] = field(default_factory=lambda: [512, 256, 128, 32])
 
     def __post_init__(self) -> None:
@@ -102,6 +103,7 @@ class DenseConfig(ModelConfig):
 
 @dataclass
 class CnnConfig(ModelConfig):
+    name: str = "cnn"
     type: str = "cnn"
     conv_filters: List[int] = field(default_factory=lambda: [32])
     kernel_size: int = 3

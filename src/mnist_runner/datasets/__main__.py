@@ -1,4 +1,4 @@
-"""``python -m mnist_runner.datasets mnist fashion_mnist``: fetch, verify and
+"""``mnist-data mnist fashion_mnist`` (``make data``): fetch, verify and
 cache data sets ahead of time, so later runs start offline and at once."""
 
 import argparse
@@ -10,7 +10,7 @@ from mnist_runner.datasets.loader import DataError, load_dataset
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mnist_runner.datasets", description=__doc__)
+    parser = argparse.ArgumentParser(prog="mnist-data", description=__doc__)
     parser.add_argument(
         "names", nargs="+", choices=list(DATASETS), metavar="NAME", help=f"one of {', '.join(DATASETS)}"
     )
