@@ -20,22 +20,23 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
-from mnist_runner import errors, signals
+from mnist_runner import errors, redaction, signals
 from mnist_runner.config import compose, schema
 from mnist_runner.sweeps import parent
 
 compose.register()
+redaction.redact_logs()  # before Hydra logs anything (its launchers log each job's overrides)
 log = logging.getLogger("run")
-task_started = False
+SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"  # as the user set it
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> dict | None:
-    global task_started
-    task_started = True
     hydra_cfg = HydraConfig.get()
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
@@ -50,7 +51,7 @@ def main(cfg: DictConfig) -> dict | None:
             # and the sweep's report shows it.
             log.error("job failed: %s", error, exc_info=not isinstance(error, errors.UserError))
             return None
-        if not isinstance(error, errors.UserError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if not isinstance(error, errors.UserError) or SHOW_TRACEBACKS:
             raise
         log.error("%s", error)
         sys.exit(error.exit_code)
@@ -66,7 +67,7 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     if cfg.resume:
         from mnist_runner.pipeline.resume import plan_resume
 
-        stored, resume = plan_resume(cfg.tracking.uri, cfg.resume)
+        stored, resume = plan_resume(cfg, cfg.resume, overrides)
         return run_experiment(stored, resume=resume)
     from mnist_runner.sweeps.pruning import trial_callbacks
 
@@ -82,23 +83,53 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
 
 def cli() -> None:
     signals.install_handlers()
+    # Hydra prints an exception that escapes it and exits 1; set, this lets it
+    # through, so that a sweep whose launcher failed (a worker killed) is
+    # closed here with its report, and a config error gets exit code 2. The
+    # user's own setting still decides whether tracebacks are shown.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        parent.abort_active_sweep("KILLED")
-        print(f"interrupted ({interrupt})", file=sys.stderr)
+        ended = parent.end_early("KILLED", f"interrupted ({interrupt}): the sweep was stopped")
+        print(f"interrupted ({interrupt}){sweep_summary(ended)}", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except SystemExit as done:
         if done.code not in (0, None):
-            parent.abort_active_sweep("FAILED")
-        # Hydra exits 1 after printing why it could not compose the config
-        # (unknown option or key, wrong type): a usage error.
-        if done.code == 1 and not task_started:
-            sys.exit(errors.EXIT_USAGE)
+            parent.end_early("FAILED", f"the sweep exited with code {done.code}")
         raise
-    except BaseException:
-        parent.abort_active_sweep("FAILED")
-        raise
+    except HydraException as error:  # composing the config failed: nothing ran
+        if SHOW_TRACEBACKS:
+            raise
+        print(hydra_message(error), file=sys.stderr)
+        sys.exit(errors.EXIT_USAGE)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        ended = parent.end_early("FAILED", f"the sweep failed: {reason}")
+        if ended is not None:
+            print(f"error: sweep {ended.info.sweep_id} failed: {reason}{sweep_summary(ended)}", file=sys.stderr)
+            sys.exit(errors.EXIT_FAILED)
+        if SHOW_TRACEBACKS or not isinstance(error, OSError):
+            raise
+        # The environment failed (a full disk, a folder that cannot be written): one line.
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(errors.EXIT_FAILED)
+
+
+def sweep_summary(ended: parent.SweepEnd | None) -> str:
+    if ended is None:
+        return ""
+    report = f"; the report of what finished is in {ended.report_dir}" if ended.report_dir else ""
+    return (
+        f"; {ended.finished} job(s) finished, {ended.closed} run(s) left RUNNING were closed{report}; "
+        f"parent run {ended.info.parent_run_id}"
+    )
+
+
+def hydra_message(error: HydraException) -> str:
+    """What Hydra itself prints for a config it cannot compose."""
+    cause = error.__cause__
+    return str(error) + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else "")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ imports TensorFlow.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -162,6 +163,17 @@ class TrainerConfig:
 
 
 DEFAULT_EXPERIMENT = "mnist"
+# The lengths MLflow's database columns hold (SQLite does not enforce them,
+# PostgreSQL and MySQL do).
+MAX_EXPERIMENT_NAME = 256
+MAX_RUN_NAME = 250
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def within_limit(key: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        shown = value if len(value) <= 40 else f"{value[:37]}..."
+        raise ConfigError(f"{key}={shown!r} is not allowed: {len(value)} characters; MLflow keeps at most {limit}")
 
 
 @dataclass
@@ -174,6 +186,9 @@ class TrackingConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.experiment.strip()), "tracking.experiment", self.experiment, "must not be empty")
+        within_limit("tracking.experiment", self.experiment, MAX_EXPERIMENT_NAME)
+        if self.run_name is not None:
+            within_limit("tracking.run_name", self.run_name, MAX_RUN_NAME)
         require(
             "://" in self.uri,
             "tracking.uri",
@@ -204,4 +219,12 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
 
     Raises ``ConfigError`` naming the first bad key, its value and what is allowed.
     """
+    resume = cfg.get("resume")
+    if resume is not None:
+        require(
+            isinstance(resume, str) and RUN_ID.fullmatch(resume) is not None,
+            "resume",
+            resume,
+            "the id of an interrupted MLflow run (32 hex characters, printed when it started)",
+        )
     return {group: OmegaConf.to_object(cfg[group]) for group in SCHEMAS}

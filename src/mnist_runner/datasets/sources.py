@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from mnist_runner.datasets.idx import DataError, idx_sha256, parse_idx, read_idx
+from mnist_runner.datasets.idx import DataError, check_size, idx_sha256, parse_idx, read_idx
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +58,31 @@ class IdxDatasetSpec:
     fallback_name: str
 
 
+def check_npz_sizes(path: Path) -> None:
+    """Refuse an npz whose arrays declare more data than any original data set
+    holds, from their headers, before anything is allocated."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                reader = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = reader(member)
+                check_size(shape, f"{path}:{name}", np.dtype(dtype).itemsize)
+
+
 def read_npz(path: Path) -> Arrays:
     """Read a keras-style npz (``x_train``, ``y_train``, ``x_test``, ``y_test``)."""
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             missing = [key for key in SPLITS if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing arrays {missing}; a data set npz holds {list(SPLITS)}")
             return {key: npz[key] for key in SPLITS}
+    except DataError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise DataError(f"{path}: not a readable npz ({error}); truncated or corrupt?") from error
     except ValueError as error:  # object arrays refused by allow_pickle=False

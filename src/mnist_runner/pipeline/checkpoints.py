@@ -1,75 +1,141 @@
 """A checkpoint after every epoch, so an interrupted run can be resumed:
 ``python run.py resume=<run id>``.
 
-Each run keeps its checkpoint in ``<trainer.checkpoint_dir>/<run id>/``: the
-model with its optimizer state (``epoch-N.keras``) and ``state.json`` naming
-the newest complete one. Files are written under a temporary name and renamed,
-so a crash mid-save never leaves a checkpoint that looks complete. A run that
-finishes removes its checkpoint (the model is in MLflow by then).
+Each run keeps its checkpoints in ``<trainer.checkpoint_dir>/<run id>/``. The
+checkpoint of epoch N is two files: ``epoch-N.json``, the history of epochs
+1..N as Keras reported them, and ``epoch-N.keras``, the model with its
+optimizer state. Each is written under a temporary name and renamed, the
+model last: a checkpoint counts only once both exist, so a process killed
+mid-save never leaves one that looks complete (``find`` removes the
+leftovers). The two newest are kept, so a checkpoint that turns out to be
+unreadable has an earlier one to fall back on. The checkpoint is written
+before the epoch is logged to MLflow, so a resume can log an epoch whose
+logging was cut short, and never logs one twice. A run that finishes
+removes its checkpoints (the model is in MLflow by then).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
-from mnist_runner.errors import UserError
+log = logging.getLogger(__name__)
 
-STATE = "state.json"
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    def __init__(self, folder: Path):
-        super().__init__()
-        self.folder = folder
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = f"epoch-{epoch + 1}.keras"
-        partial = self.folder / f"{name}.part.keras"  # Keras insists on the .keras suffix
-        self.model.save(partial)
-        os.replace(partial, self.folder / name)
-        previous = read_state(self.folder)
-        write_json(self.folder / STATE, {"epochs_done": epoch + 1, "model": name})
-        if previous and previous["model"] != name:
-            (self.folder / previous["model"]).unlink(missing_ok=True)
-
-
-def write_json(path: Path, value: dict) -> None:
-    partial = path.with_suffix(".part")
-    partial.write_text(json.dumps(value))
-    os.replace(partial, path)
-
-
-def read_state(folder: Path) -> dict | None:
-    path = folder / STATE
-    return json.loads(path.read_text()) if path.is_file() else None
+KEEP = 2
+EPOCH_FILE = re.compile(r"^epoch-(\d+)\.(json|keras)$")
+# What Keras writes into a .keras file (a zip archive).
+KERAS_MEMBERS = ("config.json", "model.weights.h5")
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    folder: Path
-    model_file: Path
     epochs_done: int
+    model_file: Path
+    history: list[dict]  # one row per epoch, ``epoch`` counted from 1
 
 
-def latest(folder: Path | None, run_id: str) -> Checkpoint:
-    """The newest complete checkpoint of run ``run_id`` in ``folder``."""
-    state = read_state(folder) if folder is not None else None
-    if state is None:
-        raise UserError(
-            f"resume={run_id}: no checkpoint in {folder}; only runs trained with "
-            "trainer.checkpoint_dir set, and not finished, can be resumed"
-        )
-    return Checkpoint(folder=folder, model_file=folder / state["model"], epochs_done=int(state["epochs_done"]))
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Writes epoch N's checkpoint at the end of epoch N (before the MLflow
+    logger sees it). ``history`` holds the rows of epochs done before this
+    training started (a resumed run)."""
+
+    def __init__(self, folder: Path, history: list[dict] | None = None):
+        super().__init__()
+        self.folder = folder
+        self.history = list(history or [])
+
+    def on_train_begin(self, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        remove_partial_files(self.folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        self.history.append({"epoch": done, **{key: float(value) for key, value in (logs or {}).items()}})
+        write_atomically(self.folder / f"epoch-{done}.json", json.dumps(self.history).encode())
+        partial = self.folder / f"epoch-{done}.part.keras"  # Keras insists on the .keras suffix
+        self.model.save(partial)
+        os.replace(partial, self.folder / f"epoch-{done}.keras")
+        for older in complete_epochs(self.folder)[KEEP:]:
+            for suffix in (".keras", ".json"):
+                (self.folder / f"epoch-{older}{suffix}").unlink(missing_ok=True)
 
 
-def load_model(checkpoint: Checkpoint, run_id: str) -> keras.Model:
+def write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def remove_partial_files(folder: Path) -> list[Path]:
+    """Delete what a process killed mid-save left: ``*.part*`` files, and an
+    epoch's history whose model was never completed."""
+    removed = [path for path in folder.glob("*.part*")]
+    complete = set(complete_epochs(folder))
+    for path in folder.glob("epoch-*.json"):
+        match = EPOCH_FILE.match(path.name)
+        if match and int(match.group(1)) not in complete:
+            removed.append(path)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def complete_epochs(folder: Path) -> list[int]:
+    """Epochs with both checkpoint files, newest first."""
+    found: dict[int, set[str]] = {}
+    for path in folder.glob("epoch-*"):
+        match = EPOCH_FILE.match(path.name)
+        if match:
+            found.setdefault(int(match.group(1)), set()).add(match.group(2))
+    return sorted((epoch for epoch, kinds in found.items() if kinds == {"json", "keras"}), reverse=True)
+
+
+def find(folder: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest readable checkpoint in ``folder`` (None if there is none),
+    and why newer ones were passed over. Leftovers of interrupted saves are
+    removed first."""
+    if not folder.is_dir():
+        return None, []
+    remove_partial_files(folder)
+    skipped = []
+    for epoch in complete_epochs(folder):
+        problem = unreadable(folder, epoch)
+        if problem is None:
+            history = json.loads((folder / f"epoch-{epoch}.json").read_text())
+            return Checkpoint(epochs_done=epoch, model_file=folder / f"epoch-{epoch}.keras", history=history), skipped
+        skipped.append(f"epoch {epoch}: {problem}")
+    return None, skipped
+
+
+def unreadable(folder: Path, epoch: int) -> str | None:
+    """Why epoch ``epoch``'s checkpoint cannot be used, or None. Checks the
+    history and the model archive's integrity (CRCs) without loading Keras."""
+    try:
+        history = json.loads((folder / f"epoch-{epoch}.json").read_text())
+        if not isinstance(history, list) or [row.get("epoch") for row in history] != list(range(1, epoch + 1)):
+            return f"epoch-{epoch}.json does not hold epochs 1-{epoch}"
+    except (OSError, ValueError, AttributeError) as error:
+        return f"epoch-{epoch}.json is corrupt ({error})"
+    try:
+        with zipfile.ZipFile(folder / f"epoch-{epoch}.keras") as archive:
+            missing = [name for name in KERAS_MEMBERS if name not in archive.namelist()]
+            bad = archive.testzip()
+        if missing or bad:
+            return f"epoch-{epoch}.keras is incomplete ({', '.join(missing) or bad})"
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        return f"epoch-{epoch}.keras is corrupt ({error})"
+    return None
+
+
+def load_model(checkpoint: Checkpoint) -> keras.Model:
     """The compiled model of ``checkpoint``, optimizer state included."""
     return keras.saving.load_model(checkpoint.model_file, safe_mode=True)
 

@@ -11,7 +11,9 @@ of either.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import keras
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_runner.config import params, schema
 from mnist_runner.datasets.loader import Dataset, load_dataset
+from mnist_runner.errors import UserError
 from mnist_runner.paths import DATA_CACHE_DIR
 from mnist_runner.pipeline import checkpoints
 from mnist_runner.pipeline.models import build_model
@@ -64,6 +67,9 @@ def run_experiment(
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     shown_overrides = " ".join(redact_override(o) for o in overrides)
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", params.summary(cfg))
+    check_writable(trainer.checkpoint_dir, "trainer.checkpoint_dir")
+    if not store.is_server(track.uri):
+        check_writable(track.artifact_location, "tracking.artifact_location")
     experiment_id = store.connect(track.uri, track.experiment, track.artifact_location)
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
@@ -73,7 +79,7 @@ def run_experiment(
     dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
     split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
     rescale = fit_preprocessing(cfg.preprocess.name, split.x_train, dataset.pixel_max)
-    if resume:
+    if resume and resume.checkpoint:
         model, initial_epoch = resume.load_model(), resume.epochs_done
     else:
         model = build_model(
@@ -86,14 +92,19 @@ def run_experiment(
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
     with tracked_run(experiment_id, run_name, tags, parent_run_id, resume.run_id if resume else None) as run:
         run_id = run.info.run_id
-        if not resume:
+        log.info("MLflow run %s %s (experiment %r)", run_id, "resumed" if resume else "started", track.experiment)
+        if resume:
+            records.log_epochs(resume.unlogged_history())
+        else:
             records.log_config(OmegaConf.to_container(cfg, resolve=True), params.flatten(cfg), list(overrides))
             records.log_derived(derived_params(split, dataset, rescale, model))
         earlier = resume.history if resume else None
-        all_callbacks = [EpochLogger(), *callbacks]
+        # The checkpoint before the logger: a resume can then log an epoch
+        # whose logging was cut short, and never logs one twice.
         folder = checkpoint_folder(cfg, run_id)
-        if folder:
-            all_callbacks.append(checkpoints.EpochCheckpoint(folder))
+        done_rows = resume.checkpoint.history if resume and resume.checkpoint else []
+        all_callbacks = [checkpoints.EpochCheckpoint(folder, done_rows)] if folder else []
+        all_callbacks += [EpochLogger(), *callbacks]
         try:
             fitted = fit(
                 model,
@@ -111,10 +122,10 @@ def run_experiment(
                 initial_epoch=initial_epoch,
             )
         except BaseException:
-            # Interrupted or diverged: keep the epochs that did complete.
+            # Interrupted or diverged: keep the epochs that did complete, if the store still takes them.
             completed = getattr(getattr(model, "history", None), "history", None)
             if completed:
-                records.log_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
+                records.keep_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
             raise
         history = joined(earlier, fitted.history)
         records.log_history(history)
@@ -141,6 +152,22 @@ def run_experiment(
         links.ui_hint(track.uri, experiment_id, run_id),
     )
     return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
+
+
+def check_writable(folder: str | None, key: str) -> None:
+    """Fail before the run on a folder the run could not write into later."""
+    if not folder:
+        return
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"{key}={folder}: cannot write there ({error.strerror or error}); choose another folder"
+        ) from error
 
 
 def run_tags(

@@ -40,6 +40,12 @@ BOX_THRESHOLD = 0.2
 MIN_CONTRAST = 0.1
 
 FORMATS = ("PNG", "JPEG")
+# Larger images are refused before they are decoded: a PNG near Pillow's own
+# limit (89 million pixels) took 6.3 GB to read. At most 64 million pixels
+# decode to at most 256 MB (RGBA); anything with a side over MAX_SIDE is then
+# reduced before it is turned into floats. A digit needs far fewer pixels.
+MAX_PIXELS = 64_000_000
+MAX_SIDE = 1024
 # Pillow modes whose values are light intensities (with transparency for
 # some), so a grayscale image follows from them. CMYK holds ink amounts and
 # LAB/HSV other colour spaces: converted without colour management they
@@ -76,7 +82,17 @@ def read_grayscale(path: str | Path) -> np.ndarray:
                     f"with or without transparency ({', '.join(SUPPORTED_MODES)}); "
                     "convert it to RGB or grayscale first"
                 )
+            pixels = image.width * image.height
+            if pixels > MAX_PIXELS:
+                raise ImageError(
+                    f"{path}: {image.width}x{image.height} pixels is too large to read safely "
+                    f"(at most {MAX_PIXELS // 1_000_000} million); scale it down first"
+                )
+            if image.format == "JPEG":  # decoded at a reduced size, cheaply
+                image.draft(image.mode, (MAX_SIDE, MAX_SIDE))
             image.load()
+            # Before any float copy: a large image as float32 RGBA takes 16 bytes a pixel.
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
             return _to_gray(image)
     except UnidentifiedImageError as error:
         raise ImageError(f"{path}: not a PNG or JPEG image (Pillow cannot identify it)") from error

@@ -77,19 +77,25 @@ class SweepCallback(Callback):
             # A search runs n_trials jobs, not the grid of its choices.
             n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
             sweep_params = dict(override.split("=", 1) for override in overrides)
-            info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs)
+            sweep_dir = Path(config.hydra.sweep.dir)
+            info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs, sweep_dir)
         except UserError as error:
             log.error("%s", error)
             sys.exit(error.exit_code)
-        parent.write_sweep_info(Path(config.hydra.sweep.dir), info)
+        parent.write_sweep_info(sweep_dir, info)
         log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, n_jobs, info.parent_run_id)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "SUBMITIT_EXECUTOR" in os.environ:  # a SLURM job: see signals.install_job_handlers
             signals.install_job_handlers()
+        elif parent.active() is None:  # a job in a worker process (joblib): stop signals end its run KILLED
+            signals.install_handlers()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         info = parent.read_sweep_info(sweep_dir)
-        if info is not None:
-            parent.finish_parent_run(info, sweep_dir / "report")
+        if info is None:
+            return
+        # Every job has returned: a run still RUNNING lost its process (the OOM killer, a lost node).
+        parent.close_children(info, "process died: its job ended without closing the run")
+        parent.finish_parent_run(info, sweep_dir / "report")

@@ -1,22 +1,34 @@
 """A sweep's parent run: opened before the first job, closed with the report
-after the last, and closed KILLED or FAILED if the sweep stops early.
+after the last, and closed KILLED or FAILED, with the report of what
+finished, if the sweep stops early.
 
 Jobs find the parent in ``<sweep dir>/mlflow_sweep.json``, in whatever
-process or machine the launcher runs them.
+process or machine the launcher runs them. When the sweep ends, however it
+ends, no child run stays RUNNING: the jobs' processes are gone by then (or
+are waited for), so a child still RUNNING is closed here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
+import shutil
+import subprocess
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
 from mnist_runner.redaction import redact
-from mnist_runner.tracking import provenance, store
+from mnist_runner.tracking import liveness, provenance, store
+
+log = logging.getLogger(__name__)
 
 SWEEP_FILE = "mlflow_sweep.json"
+# How long a stopped sweep waits for its jobs' processes to close their runs.
+STOP_WAIT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -26,9 +38,26 @@ class SweepInfo:
     experiment_id: str
     tracking_uri: str
     swept: list[str]  # the swept config keys, e.g. ["model", "trainer.epochs"]
+    sweep_dir: str
+    pid: int  # the process that runs the sweep (and its parent run)
 
 
-_active: SweepInfo | None = None  # the open parent run of this process, closed on Ctrl-C
+@dataclass(frozen=True)
+class SweepEnd:
+    """How a sweep that stopped early ended."""
+
+    info: SweepInfo
+    finished: int  # child runs that finished
+    closed: int  # child runs still RUNNING that were closed here
+    report_dir: Path | None  # None: no run to report on
+
+
+_active: SweepInfo | None = None  # the open parent run of this process
+_heartbeat: liveness.Heartbeat | None = None
+
+
+def active() -> SweepInfo | None:
+    return _active
 
 
 def write_sweep_info(sweep_dir: Path, info: SweepInfo) -> None:
@@ -41,58 +70,141 @@ def read_sweep_info(sweep_dir: Path) -> SweepInfo | None:
     return SweepInfo(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def start_parent_run(tracking, sweep_params: dict[str, str], swept: list[str], n_jobs: int) -> SweepInfo:
-    """Create the store and experiment once (several processes creating a new
-    SQLite store at once crash) and open the parent run; ``tracking`` is the
-    config's ``tracking`` group."""
-    global _active
+def start_parent_run(tracking, sweep_params: dict[str, str], swept: list[str], n_jobs: int, sweep_dir: Path):
+    """Create the store and experiment once, before any job, and open the
+    parent run; ``tracking`` is the config's ``tracking`` group."""
+    global _active, _heartbeat
     import mlflow
 
     experiment_id = store.connect(tracking.uri, tracking.experiment, tracking.artifact_location)
     sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     client = mlflow.MlflowClient()
+    tags = {"sweep_id": sweep_id, "sweep_role": "parent", "sweep_keys": json.dumps(swept)}
     run = client.create_run(
         experiment_id,
         run_name=f"sweep-{sweep_id}",
-        tags={"sweep_id": sweep_id, "sweep_role": "parent", "sweep_keys": json.dumps(swept), **provenance.git_tags()},
+        tags={**tags, **provenance.git_tags(), **liveness.process_tags()},
     )
     for key, value in sweep_params.items():
         client.log_param(run.info.run_id, f"sweep.{key}", redact(value, key))
     client.log_param(run.info.run_id, "sweep.jobs", n_jobs)
-    _active = SweepInfo(sweep_id, run.info.run_id, experiment_id, tracking.uri, swept)
+    _active = SweepInfo(sweep_id, run.info.run_id, experiment_id, tracking.uri, swept, str(sweep_dir), os.getpid())
+    _heartbeat = liveness.Heartbeat(tracking.uri, run.info.run_id).start()
     return _active
 
 
-def finish_parent_run(info: SweepInfo, out_dir: Path, status: str = "FINISHED") -> None:
-    """Build the report, log it to the parent run and close the parent."""
-    global _active
+def finish_parent_run(info: SweepInfo, out_dir: Path, status: str = "FINISHED", reason: str | None = None):
+    """Close child runs left RUNNING, build the report, log it to the parent
+    run and close the parent. The report table, or None when no run finished
+    or failed to report on."""
+    global _active, _heartbeat
     import mlflow
 
     from mnist_runner.sweeps.collect import build_report
 
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
     client = mlflow.MlflowClient(tracking_uri=info.tracking_uri)
+    table = None
     try:
-        table = build_report(client, info.experiment_id, out_dir, parent_run_id=info.parent_run_id, swept=info.swept)
-        client.log_artifacts(info.parent_run_id, str(out_dir), "report")
-        finished = int((table["status"] == "FINISHED").sum())
-        client.log_metric(info.parent_run_id, "jobs_finished", finished)
-        client.log_metric(info.parent_run_id, "jobs_failed", len(table) - finished)
-        if finished:
-            client.log_metric(info.parent_run_id, "best_test_accuracy", float(table["test_acc"].max()))
+        try:
+            table = build_report(
+                client, info.experiment_id, out_dir, parent_run_id=info.parent_run_id, swept=info.swept
+            )
+        except LookupError:  # no child run at all
+            if status == "FINISHED":
+                raise
+        if table is not None:
+            client.log_artifacts(info.parent_run_id, str(out_dir), "report")
+            finished = int((table["status"] == "FINISHED").sum())
+            client.log_metric(info.parent_run_id, "jobs_finished", finished)
+            client.log_metric(info.parent_run_id, "jobs_failed", len(table) - finished)
+            if finished:
+                client.log_metric(info.parent_run_id, "best_test_accuracy", float(table["test_acc"].max()))
+        if reason:
+            client.set_tag(info.parent_run_id, "failure_reason", reason[:5000])
     except BaseException:
         client.set_terminated(info.parent_run_id, "FAILED")
         raise
     finally:
         _active = None
     client.set_terminated(info.parent_run_id, status)
+    return table
 
 
-def abort_active_sweep(status: str) -> None:
-    """Close this process's open parent run (KILLED on Ctrl-C), so none is left RUNNING."""
-    global _active
-    info, _active = _active, None
-    if info is None:
-        return
+def close_children(info: SweepInfo, reason: str, wait_seconds: float = 0) -> int:
+    """End the sweep's child runs that are still RUNNING, KILLED with ``reason``,
+    once their processes are gone (waiting up to ``wait_seconds`` for that:
+    a stopped job may still be closing its own run). A child on another host
+    whose job has ended cannot be checked; the sweep's end is taken as its end.
+    Returns how many runs were closed here."""
     import mlflow
 
-    mlflow.MlflowClient(tracking_uri=info.tracking_uri).set_terminated(info.parent_run_id, status)
+    client = mlflow.MlflowClient(tracking_uri=info.tracking_uri)
+    query = f"tags.mlflow.parentRunId = '{info.parent_run_id}' and attributes.status = 'RUNNING'"
+    deadline = time.monotonic() + wait_seconds
+    closed = 0
+    while True:
+        running = client.search_runs([info.experiment_id], query, max_results=10_000)
+        waiting = []
+        for run in running:
+            if job_process_alive(run.data.tags) and time.monotonic() < deadline:
+                waiting.append(run)
+                continue
+            client.set_tag(run.info.run_id, "failure_reason", reason)
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.warning(
+                "run %s (%s) was left RUNNING by its job: %s; marked KILLED", run.info.run_id, run.info.run_name, reason
+            )
+            closed += 1
+        if not waiting:
+            return closed
+        time.sleep(0.5)
+
+
+def job_process_alive(tags: dict[str, str]) -> bool:
+    """Whether a child run's process may still close the run itself."""
+    import socket
+
+    try:
+        pid, started = int(tags[liveness.TAG_PID]), float(tags[liveness.TAG_PID_STARTED])
+    except (KeyError, ValueError):
+        return False
+    if tags.get(liveness.TAG_HOST) != socket.gethostname():
+        return True  # a cluster job: cancelled, it closes its run itself (signals.JobCancelled)
+    return liveness.process_alive(pid, started)
+
+
+def cancel_cluster_jobs(info: SweepInfo) -> list[str]:
+    """Cancel the sweep's SLURM jobs (``hydra/launcher=slurm`` keeps each
+    job's files in ``<sweep dir>/slurm/<job id>``): stopping the submitting
+    process would otherwise leave them running."""
+    folder = Path(info.sweep_dir) / "slurm"
+    scancel = shutil.which("scancel")
+    if scancel is None or not folder.is_dir():
+        return []
+    jobs = sorted({path.name.split("_")[0] for path in folder.iterdir() if path.name.split("_")[0].isdigit()})
+    if jobs:
+        subprocess.run([scancel, *jobs], capture_output=True, timeout=60)
+        log.info("cancelled SLURM jobs %s", ", ".join(jobs))
+    return jobs
+
+
+def end_early(status: str, reason: str) -> SweepEnd | None:
+    """Close this process's open sweep that stopped early (Ctrl-C, SIGTERM, a
+    launcher that failed): its jobs, their runs, the report of what finished,
+    the parent run with ``status`` and ``reason``. None without an open sweep."""
+    info = _active
+    if info is None:
+        return None
+    try:
+        cancelled = cancel_cluster_jobs(info)
+        closed = close_children(info, reason, STOP_WAIT_SECONDS if cancelled or status == "KILLED" else 5)
+        out_dir = Path(info.sweep_dir) / "report"
+        table = finish_parent_run(info, out_dir, status, reason)
+    except Exception as error:  # the store may be what failed: the parent is reaped later (liveness)
+        log.error("the sweep's parent run %s could not be closed: %s", info.parent_run_id, store.store_problem(error))
+        return SweepEnd(info, 0, 0, None)
+    finished = 0 if table is None else int((table["status"] == "FINISHED").sum())
+    return SweepEnd(info, finished, closed, out_dir if table is not None else None)

@@ -3,6 +3,7 @@ derived during the run, the history, the test results and the model."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import keras
@@ -14,6 +15,8 @@ from mlflow.models import infer_signature
 
 from mnist_runner.redaction import redact, redact_override
 from mnist_runner.tracking import figures
+
+log = logging.getLogger(__name__)
 
 
 def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides: list[str]) -> None:
@@ -27,6 +30,22 @@ def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides:
 def log_derived(values: Mapping[str, Any]) -> None:
     """Params computed during the run (sizes, fitted preprocessing), not set by config."""
     mlflow.log_params(dict(values))
+
+
+def log_epochs(rows: list[dict]) -> None:
+    """Per-epoch metrics of earlier epochs (``epoch`` counted from 1), as the
+    epoch logger would have logged them."""
+    for row in rows:
+        mlflow.log_metrics({key: float(value) for key, value in row.items() if key != "epoch"}, step=int(row["epoch"]))
+
+
+def keep_history(history: pd.DataFrame) -> None:
+    """``log_history`` for a run that is failing: what the store no longer
+    takes is lost, the run's own error is what counts."""
+    try:
+        log_history(history)
+    except Exception as error:  # e.g. the full disk that stopped the run
+        log.warning("the history of the completed epochs was not logged: %s", str(error).splitlines()[0])
 
 
 def log_history(history: pd.DataFrame) -> None:

@@ -1,28 +1,39 @@
-"""Reading back what a run logged: its config and per-epoch metrics, for resuming it."""
+"""Reading back what a run logged, for resuming it: its status, config and epochs."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import mlflow
-import numpy as np
-import pandas as pd
 import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mnist_runner.errors import UserError
 from mnist_runner.redaction import redact
+from mnist_runner.tracking import liveness, store
 from mnist_runner.tracking.store import TrackingError
 
-EPOCH_METRICS = (
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "train_eval_loss",
-    "train_eval_accuracy",
-    "overfit_gap",
-)
+
+def interrupted_run(uri: str, run_id: str):
+    """Run ``run_id`` of the store at ``uri``, if it can be resumed: it ended
+    without finishing (opening the store first closes runs whose process died)."""
+    client = store.open_existing(uri, "tracking.uri")
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise UserError(f"resume={run_id}: no such run in {redact(uri)}") from error
+    if run.info.status == "FINISHED":
+        raise UserError(f"resume={run_id}: the run finished; there is nothing to resume")
+    if run.info.status == "RUNNING":
+        where = f"process {run.data.tags.get(liveness.TAG_PID, '?')} on {run.data.tags.get(liveness.TAG_HOST, '?')}"
+        raise UserError(f"resume={run_id}: the run is still RUNNING ({where}); stop that process first")
+    return run
+
+
+def logged_epochs(run_id: str) -> set[int]:
+    """The epochs whose metrics a run logged."""
+    return {m.step for m in MlflowClient().get_metric_history(run_id, "loss")}
 
 
 def load_run_config(uri: str, run_id: str) -> dict[str, Any]:
@@ -33,13 +44,3 @@ def load_run_config(uri: str, run_id: str) -> dict[str, Any]:
     except MlflowException as error:
         raise TrackingError(f"resume={run_id}: no such run with a config.yaml in {redact(uri)} ({error})") from error
     return yaml.safe_load(text)
-
-
-def epoch_history(run_id: str, epochs: int) -> pd.DataFrame:
-    """A run's per-epoch metrics for its first ``epochs`` epochs, as a history table."""
-    client = MlflowClient()
-    columns = {}
-    for name in EPOCH_METRICS:
-        values = {m.step: m.value for m in client.get_metric_history(run_id, name)}
-        columns[name] = [values.get(epoch, np.nan) for epoch in range(1, epochs + 1)]
-    return pd.DataFrame({"epoch": range(1, epochs + 1), **columns})

@@ -1,15 +1,36 @@
-"""One MLflow run per job, always closed with the status that says what happened."""
+"""One MLflow run per job, always closed with the status that says what happened.
+
+A run ends FINISHED; FAILED on an error, with its reason as the
+``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM (also where the signal's
+exception was dropped or surfaced as another error, see ``signals``) or with
+an error's own ``run_status`` (a cancelled cluster job, a pruned trial).
+
+What if the process cannot close its run? Killed outright, it leaves the
+liveness tags and heartbeat that let the next process close it
+(``liveness``). With a store that stops accepting writes, the final state is
+kept locally and written later (``pending``), and the user gets one line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Iterator, Mapping
 
 import mlflow
 from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from mnist_runner import signals
+from mnist_runner.redaction import redact
+from mnist_runner.tracking import liveness, pending
+from mnist_runner.tracking.store import StoreWriteError, store_errors, store_problem
+
+log = logging.getLogger(__name__)
+STORE_ERRORS = (MlflowException, SQLAlchemyError)
+KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 
 @contextlib.contextmanager
@@ -20,38 +41,73 @@ def tracked_run(
     parent_run_id: str | None = None,
     resume_run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    """One MLflow run, always closed: FINISHED; FAILED on an error, with its
-    reason as the ``failure_reason`` tag; KILLED on Ctrl-C or SIGTERM (also
-    where the signal's exception was dropped or surfaced as another error). In a
-    sweep it is a child of the sweep's parent run; ``resume_run_id`` reopens an
-    interrupted run."""
-    if resume_run_id:
-        MlflowClient().delete_tag(resume_run_id, "failure_reason")
-        start = {"run_id": resume_run_id}
-    else:
-        start = {"experiment_id": experiment_id, "run_name": run_name, "parent_run_id": parent_run_id}
-    with mlflow.start_run(**start, tags=dict(tags)) as run:
-        try:
-            yield run
-            signals.raise_if_pending()  # a stop signal whose exception Python dropped
-        except BaseException as error:
-            # A stop signal is the reason, whatever error it surfaced as.
-            reason = signals.take_pending_stop() or error
-            end_run_on(reason)
-            if reason is not error:
-                raise reason from error
-            raise
+    """One MLflow run, always closed (see above). In a sweep it is a child of
+    the sweep's parent run; ``resume_run_id`` reopens an interrupted run."""
+    uri = mlflow.get_tracking_uri()
+    all_tags = {**tags, **liveness.process_tags()}
+    with store_errors(uri, "tracking.uri"):
+        if resume_run_id:
+            client = MlflowClient()
+            if "failure_reason" in client.get_run(resume_run_id).data.tags:
+                client.delete_tag(resume_run_id, "failure_reason")
+            run = mlflow.start_run(run_id=resume_run_id, tags=all_tags)
+        else:
+            run = mlflow.start_run(
+                experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=all_tags
+            )
+    heartbeat = liveness.Heartbeat(uri, run.info.run_id).start()
+    status, reason, cause = "FINISHED", None, None
+    try:
+        yield run
+        signals.raise_if_pending()  # a stop signal whose exception Python dropped
+    except BaseException as error:
+        # A stop signal is the reason, whatever error it surfaced as.
+        cause = signals.take_pending_stop() or error
+        status, reason = final_state(cause)
+        if cause is not error:
+            raise cause from error
+        raise
+    finally:
+        heartbeat.stop()
+        close(uri, run.info.run_id, status, reason, cause)
 
 
-def end_run_on(error: BaseException) -> None:
-    """Close the active run for ``error``: KILLED on Ctrl-C or SIGTERM, or with
-    the error's own ``run_status`` (a cancelled cluster job, a pruned search
-    trial); else ``mlflow.start_run`` ends it FAILED. Its reason becomes the
-    ``failure_reason`` tag."""
+def final_state(error: BaseException) -> tuple[str, str]:
+    """The status a run ends with on ``error``, and its reason."""
     if isinstance(error, KeyboardInterrupt):
-        mlflow.set_tag("failure_reason", "interrupted")
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-    elif isinstance(error, Exception):
-        mlflow.set_tag("failure_reason", f"{type(error).__name__}: {error}"[:5000])
-        if hasattr(error, "run_status"):
-            mlflow.end_run(error.run_status)
+        return KILLED, "interrupted"
+    if isinstance(error, STORE_ERRORS):
+        return "FAILED", f"the tracking store failed: {store_problem(error)}"
+    return getattr(error, "run_status", "FAILED"), f"{type(error).__name__}: {error}"[:5000]
+
+
+def close(uri: str, run_id: str, status: str, reason: str | None, cause: BaseException | None) -> None:
+    """End the active run; where the store cannot be written, keep its final
+    state locally and say so in one line (``StoreWriteError``)."""
+    failed: BaseException | None = None
+    try:
+        if reason:
+            mlflow.set_tag("failure_reason", reason)
+    except STORE_ERRORS as error:
+        failed = error
+    try:
+        mlflow.end_run(status)  # takes the run off MLflow's stack first, then writes
+    except STORE_ERRORS as error:
+        failed = failed or error
+    if failed is None and not isinstance(cause, STORE_ERRORS):
+        return
+    problem = store_problem(failed or cause)
+    if failed is None:  # the store failed during the run, then recovered
+        note = f"the run is {status}"
+    else:
+        kept = pending.keep(uri, run_id, status, reason)
+        note = (
+            f"the run's final state ({status}) is kept in {kept} and written when the store can be written again"
+            if kept
+            else f"the run's final state ({status}) could not be kept either; it will show as RUNNING"
+        )
+    message = f"tracking.uri={redact(uri)}: the store stopped accepting writes ({problem}); {note}"
+    if isinstance(cause, KeyboardInterrupt) or (cause is not None and not isinstance(cause, STORE_ERRORS)):
+        log.error("%s", message)  # the run's own error or interruption is what the user sees
+        return
+    raise StoreWriteError(message) from (cause or failed)

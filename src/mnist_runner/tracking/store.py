@@ -1,27 +1,50 @@
 """Connecting to a tracking store: a SQLite file or an MLflow server.
 
 Every command that opens a store (a run, a sweep, compare, predict, the
-registry, the UI) comes through here, so a store that cannot be used fails in
-seconds with one line naming it.
+registry, the UI) comes through here, so that:
+
+- a store that cannot be used fails in seconds with one line naming it and
+  the cause (``TrackingError``), never a traceback;
+- any number of processes can start on a new SQLite store at once: the first
+  creates it under a file lock beside it, in a temporary file renamed into
+  place, so no process sees a half-created store (MLflow's own creation,
+  run by several processes at once, broke stores for good);
+- runs left behind are closed: final states that could not be written
+  before (``pending``) are written, and runs whose process died are ended
+  KILLED (``liveness``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import logging
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
-from mnist_runner.errors import UserError
+from mnist_runner.errors import EXIT_FAILED, UserError
 from mnist_runner.redaction import redact
 
+log = logging.getLogger(__name__)
+
 SQLITE_PREFIX = "sqlite:///"
+# MLflow's SQLAlchemy store waits this long for a SQLite lock (its busy_timeout).
+SQLITE_LOCK_WAIT_SECONDS = 20
 
 
 class TrackingError(UserError):
     """The tracking store cannot be used; the message names the URI."""
+
+
+class StoreWriteError(TrackingError):
+    """The store stopped accepting writes while a run was under way."""
+
+    exit_code = EXIT_FAILED
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -54,23 +77,20 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
             # MLflow's own "View run ... at: <uri>" line would show the password.
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     elif (path := sqlite_path(uri)) is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise TrackingError(f"tracking.uri={uri}: cannot create the store's folder ({error})") from error
+        ensure_sqlite_store(path, "tracking.uri")
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
-    try:
+    with store_errors(uri, "tracking.uri"):
         found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return found.experiment_id
-        location = Path(artifact_location).resolve().as_uri() if artifact_location else None
-        try:
-            return client.create_experiment(experiment, artifact_location=location)
-        except MlflowException:  # created by a concurrent job in the meantime
-            return client.get_experiment_by_name(experiment).experiment_id
-    except MlflowException as error:
-        raise TrackingError(f"tracking.uri={redact(uri)}: the MLflow store is not usable ({error})") from error
+        if found is None:
+            location = Path(artifact_location).resolve().as_uri() if artifact_location else None
+            try:
+                client.create_experiment(experiment, artifact_location=location)
+            except MlflowException:  # created by a concurrent job in the meantime
+                pass
+            found = client.get_experiment_by_name(experiment)
+        tidy(client, uri)
+        return found.experiment_id
 
 
 def open_existing(uri: str, option: str = "--uri"):
@@ -86,7 +106,107 @@ def open_existing(uri: str, option: str = "--uri"):
     if is_server(uri):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    client = MlflowClient(uri)
+    with store_errors(uri, option):
+        tidy(client, uri)
+    return client
+
+
+def tidy(client, uri: str) -> None:
+    """Close what earlier processes left open: final states kept while the
+    store could not be written, then runs whose process died. Never fails
+    the command that opened the store."""
+    from mnist_runner.tracking import liveness, pending
+
+    try:
+        pending.flush(client, uri)
+        liveness.reap_dead_runs(client)
+    except Exception as error:  # housekeeping: the command's own work decides
+        log.debug("could not close runs left behind in %s: %s", redact(uri), error)
+
+
+def ensure_sqlite_store(path: Path, option: str) -> None:
+    """Make sure the SQLite store at ``path`` exists, creating it atomically
+    if it does not: see the module's docstring."""
+    uri = f"{SQLITE_PREFIX}{path}"
+    if path.is_dir():
+        raise TrackingError(f"{option}={uri}: {path} is a folder; give the database file, e.g. {path / 'mlflow.db'}")
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrackingError(f"{option}={uri}: cannot create the store's folder ({error})") from error
+    with creation_lock(path, option):
+        if path.is_file() and path.stat().st_size > 0:  # created by another process meanwhile
+            return
+        creating = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        creating.unlink(missing_ok=True)
+        try:
+            with store_errors(uri, option):
+                create_store_file(creating)
+            os.replace(creating, path)
+        finally:
+            creating.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def creation_lock(path: Path, option: str) -> Iterator[None]:
+    lock_path = path.with_name(f"{path.name}.lock")
+    try:
+        handle = open(lock_path, "a")  # held for the block
+    except OSError as error:
+        raise TrackingError(f"{option}={SQLITE_PREFIX}{path}: cannot create the store ({error})") from error
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def create_store_file(path: Path) -> None:
+    """A new SQLite store at ``path``, with MLflow's tables."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db_uri = f"{SQLITE_PREFIX}{path}"
+    SqlAlchemyStore(db_uri, "./mlruns")
+    engine = SqlAlchemyStore._engine_map.pop(db_uri, None)  # MLflow caches one engine per URI
+    if engine is not None:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def store_errors(uri: str, option: str) -> Iterator[None]:
+    """MLflow's and SQLite's errors as one line naming the store and the cause."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except (MlflowException, SQLAlchemyError, OSError) as error:
+        raise TrackingError(f"{option}={redact(uri)}: {store_problem(error)}") from error
+
+
+def store_problem(error: BaseException) -> str:
+    """What went wrong with a store, in a few words, from MLflow's or SQLite's error."""
+    text = str(error)
+    causes = {
+        "database is locked": f"the store is locked by another process (waited {SQLITE_LOCK_WAIT_SECONDS} s)",
+        "database or disk is full": "the disk is full",
+        "No space left on device": "the disk is full",
+        "readonly database": "the store is read-only",
+        "Read-only file system": "the store is on a read-only file system",
+        "file is not a database": "the file is not an SQLite database",
+        "unable to open database file": "the database file cannot be opened",
+        "disk I/O error": "a disk I/O error (the disk may be full or failing)",
+        "out-of-date database schema": "the store was made by an older MLflow; upgrade it: `mlflow db upgrade <uri>`",
+    }
+    for marker, meaning in causes.items():
+        if marker in text:
+            return meaning
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"the MLflow store is not usable ({first[:300]})"
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
