@@ -91,12 +91,14 @@ def cli() -> None:
     try:
         main()
     except KeyboardInterrupt as interrupt:
-        ended = parent.end_early("KILLED", f"interrupted ({interrupt}): the sweep was stopped")
+        ended = parent.end_early(
+            "KILLED", f"interrupted ({interrupt})", f"interrupted ({interrupt}): the sweep was stopped"
+        )
         print(f"interrupted ({interrupt}){sweep_summary(ended)}", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except SystemExit as done:
         if done.code not in (0, None):
-            parent.end_early("FAILED", f"the sweep exited with code {done.code}")
+            parent.end_early("FAILED", f"the sweep exited with code {done.code}", "the sweep ended before this job")
         raise
     except HydraException as error:  # composing the config failed: nothing ran
         if SHOW_TRACEBACKS:
@@ -105,7 +107,9 @@ def cli() -> None:
         sys.exit(errors.EXIT_USAGE)
     except Exception as error:
         reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        ended = parent.end_early("FAILED", f"the sweep failed: {reason}")
+        ended = parent.end_early(
+            "FAILED", f"the sweep failed: {reason}", f"process died: its job ended without closing the run ({reason})"
+        )
         if ended is not None:
             print(f"error: sweep {ended.info.sweep_id} failed: {reason}{sweep_summary(ended)}", file=sys.stderr)
             sys.exit(errors.EXIT_FAILED)

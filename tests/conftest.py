@@ -3,12 +3,35 @@ import subprocess
 import sys
 
 import pytest
+from helpers import TempStore
 from hydra import compose, initialize_config_dir
 
 from mnist_runner.config import compose as config
 from mnist_runner.paths import CONFIG_DIR, PROJECT_ROOT
 
 config.register()
+
+# Marks for tests that start real components or subprocesses: each implies `slow`.
+IMPLY_SLOW = ("e2e", "browser", "server", "slurm")
+# Fixtures that train a model or start a process: every test using one,
+# directly or through another fixture, is `slow`.
+SLOW_FIXTURES = {
+    "run_cli",  # below: `python run.py` per call
+    "trained",  # test_predict.py: a real MNIST run, shared by the module
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in IMPLY_SLOW) or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def tmp_store(tmp_path) -> TempStore:
+    """A temporary MLflow store, checkpoint and Hydra folder: ``tmp_path``."""
+    return TempStore(tmp_path)
 
 
 @pytest.fixture
@@ -23,23 +46,17 @@ def compose_cfg():
 
 
 @pytest.fixture
-def run_cli(tmp_path):
-    """Run ``python run.py`` in a subprocess with a temporary MLflow store and
-    Hydra dir; returns (completed process, tracking uri)."""
+def run_cli(tmp_store):
+    """Run ``python run.py`` in a subprocess with ``tmp_store`` (unless the
+    overrides name another uri or folder); returns (completed process, tracking uri)."""
 
     def _run(*overrides: str, timeout: int = 600):
-        defaults = {
-            "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-            "tracking.artifact_location": str(tmp_path / "artifacts"),
-            "hydra.run.dir": str(tmp_path / "hydra"),
-            "trainer.checkpoint_dir": str(tmp_path / "checkpoints"),
-        }
         given = dict(o.split("=", 1) for o in overrides if "=" in o)
-        uri = given.get("tracking.uri", defaults["tracking.uri"])
-        extra = [f"{key}={value}" for key, value in defaults.items() if key not in given]
+        uri = given.get("tracking.uri", tmp_store.uri)
+        extra = [o for o in tmp_store.overrides(run_dir="hydra") if o.split("=", 1)[0] not in given]
         command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *extra]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_store.root, env=env)
         return done, uri
 
     return _run

@@ -3,23 +3,15 @@
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from mnist_runner import train
 from mnist_runner.config.compose import compose_config
 from mnist_runner.errors import UserError
 
 
-def temp_store(tmp_path):
-    return [
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
-    ]
-
-
-def test_train_returns_metrics_and_history_of_the_tracked_run(tmp_path):
-    overrides = ["data=digits", "trainer.epochs=2", "tracking.log_model=false", *temp_store(tmp_path)]
+@pytest.mark.slow
+def test_train_returns_metrics_and_history_of_the_tracked_run(tmp_store):
+    overrides = ["data=digits", "trainer.epochs=2", "tracking.log_model=false", *tmp_store.overrides()]
 
     result = train(overrides)
 
@@ -27,7 +19,7 @@ def test_train_returns_metrics_and_history_of_the_tracked_run(tmp_path):
     assert list(result.history["epoch"]) == [1, 2]
     assert {"accuracy", "val_accuracy", "train_eval_accuracy", "overfit_gap"} <= set(result.history.columns)
     assert 0.5 < result.metrics["test_accuracy"] <= 1.0
-    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(result.run_id)
+    run = tmp_store.client().get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     assert run.data.params["data.name"] == "digits"
@@ -53,8 +45,8 @@ def test_train_composes_presets_like_run_py():
         (["experiment=overfitting_gap"], "describe a sweep"),
     ],
 )
-def test_bad_overrides_raise_a_user_error_before_anything_runs(overrides, message, tmp_path):
+def test_bad_overrides_raise_a_user_error_before_anything_runs(overrides, message, tmp_store):
     with pytest.raises(UserError) as raised:
-        train([*overrides, *temp_store(tmp_path)])
+        train([*overrides, *tmp_store.overrides()])
     assert message in str(raised.value)
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not tmp_store.db.exists()

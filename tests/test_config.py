@@ -74,6 +74,7 @@ def test_unknown_experiment_fails_and_lists_the_known_ones(compose_cfg):
         assert f"\t{name}\n" in str(error.value) + "\n"
 
 
+@pytest.mark.slow
 def test_unknown_experiment_on_the_command_line():
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "run.py"), "experiment=nope", "--cfg", "job"],
@@ -94,6 +95,7 @@ def test_flatten_gives_dotted_keys(compose_cfg):
     assert not any(isinstance(value, dict) for value in flat.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", [["--help"], ["--cfg", "job"]])
 def test_help_and_cfg_do_not_import_tensorflow(flag):
     # run.py as __main__ in one interpreter, then look at what got imported.

@@ -32,15 +32,15 @@ def test_passwords_in_uris_are_masked(uri, masked):
     assert redact_override(f"tracking.uri={uri}") == f"tracking.uri={masked}"
 
 
-def test_logged_config_holds_no_uri_password(tmp_path, monkeypatch):
+def test_logged_config_holds_no_uri_password(tmp_store, monkeypatch):
     """What log_config writes to MLflow: params, config.yaml, overrides.yaml."""
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_store.root)
     secret = "uri-secret-123"
     uri = f"http://alice:{secret}@127.0.0.1:5001"
     resolved = {"tracking": {"uri": uri, "experiment": "mnist"}, "trainer": {"epochs": 2}}
     flat = {"tracking.uri": uri, "tracking.experiment": "mnist", "trainer.epochs": 2}
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = MlflowClient().create_experiment("creds", artifact_location=(tmp_path / "art").as_uri())
+    mlflow.set_tracking_uri(tmp_store.uri)
+    experiment = MlflowClient().create_experiment("creds", artifact_location=tmp_store.artifacts.as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
         tracking.log_config(resolved, flat, [f"tracking.uri={uri}", "trainer.epochs=2"])
     client = MlflowClient()

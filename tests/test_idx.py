@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mnist_runner.datasets.idx import DataError, idx_sha256, parse_idx, read_idx, write_idx
+from mnist_runner.datasets.idx import DataError, idx_header, idx_sha256, parse_idx, read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
@@ -43,7 +43,8 @@ def test_truncated_file_is_reported(tmp_path):
 
 
 def test_corrupt_gzip_is_reported(tmp_path):
-    data = gzip.compress(bytes(1000))
+    images = np.random.default_rng(0).integers(0, 256, size=(50, 28, 28), dtype=np.uint8)
+    data = gzip.compress(idx_header(images) + images.tobytes())
     (tmp_path / "x.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match=r"x\.gz: cannot read"):
         read_idx(tmp_path / "x.gz")

@@ -3,9 +3,12 @@ calling train() repeatedly) do not keep the earlier jobs' TensorFlow graphs."""
 
 import gc
 
+import pytest
 from tensorflow.python.framework.func_graph import FuncGraph
 
 from mnist_runner import train
+
+pytestmark = pytest.mark.slow
 
 
 def live_graphs() -> int:
@@ -13,15 +16,8 @@ def live_graphs() -> int:
     return sum(isinstance(obj, FuncGraph) for obj in gc.get_objects())
 
 
-def test_later_jobs_do_not_keep_earlier_training_graphs(tmp_path):
-    overrides = [
-        "data=digits",
-        "trainer.epochs=1",
-        "tracking.log_model=false",
-        f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
-    ]
+def test_later_jobs_do_not_keep_earlier_training_graphs(tmp_store):
+    overrides = ["data=digits", "trainer.epochs=1", "tracking.log_model=false", *tmp_store.overrides()]
     counts = []
     for _ in range(3):
         train(overrides)

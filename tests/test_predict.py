@@ -13,6 +13,7 @@ import sys
 import mlflow
 import numpy as np
 import pytest
+from helpers import TempStore
 from PIL import Image
 
 from mnist_runner.datasets.loader import load_dataset
@@ -27,25 +28,21 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One small real MNIST run (~0.92 test accuracy) in a temporary store:
-    (tracking uri, run id)."""
-    folder = tmp_path_factory.mktemp("predict_store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    (tracking uri, run id). Makes its users `slow` (conftest.SLOW_FIXTURES)."""
+    store = TempStore(tmp_path_factory.mktemp("predict_store"))
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
         "model=dense",
         "data.train_samples=10000",
         "trainer.epochs=3",
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={folder / 'artifacts'}",
-        f"hydra.run.dir={folder / 'hydra'}",
-        f"trainer.checkpoint_dir={folder / 'checkpoints'}",
+        *store.overrides(run_dir="hydra"),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=folder, env=ENV)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=store.root, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = mlflow.MlflowClient(uri)
+    client = store.client()
     run = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])[0]
-    return uri, run.info.run_id
+    return store.uri, run.info.run_id
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import sys
 
 import optuna
 import pytest
-from mlflow.tracking import MlflowClient
 
 from hydra_plugins.mnist_runner_search import _impl as search
 from mnist_runner.errors import RunPruned
@@ -46,15 +45,14 @@ def test_pruning_reporter_reports_and_prunes(tmp_path):
     assert study.trials[0].intermediate_values == {1: 0.5}
 
 
-def run_search(tmp_path, n_trials, *overrides):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def run_search(store, n_trials, *overrides):
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
         "-m",
         "hydra/sweeper=optuna_search",
         f"hydra.sweeper.n_trials={n_trials}",
-        f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        f"hydra.sweeper.storage=sqlite:///{store.root / 'optuna.db'}",
         "hydra.sweeper.study_name=tiny",
         "trainer.learning_rate=tag(log, interval(0.000001, 0.05))",
         "trainer.optimizer=choice(adam, rmsprop)",
@@ -62,31 +60,28 @@ def run_search(tmp_path, n_trials, *overrides):
         "trainer.epochs=3",
         "tracking.log_model=false",
         *overrides,
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"hydra.sweep.dir={tmp_path / f'sweep{n_trials}'}",
+        *store.overrides(sweep_dir=f"sweep{n_trials}"),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    return uri
 
 
 @pytest.mark.e2e
-def test_search_runs_trials_as_child_runs_and_resumes(tmp_path):
-    uri = run_search(tmp_path, 2, "hydra.sweeper.pruning=false")
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+def test_search_runs_trials_as_child_runs_and_resumes(tmp_store):
+    run_search(tmp_store, 2, "hydra.sweeper.pruning=false")
+    storage = f"sqlite:///{tmp_store.root / 'optuna.db'}"
     study = optuna.load_study(study_name="tiny", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
     # An interrupted search leaves a trial RUNNING; resuming must not count it.
     study.ask()
-    run_search(tmp_path, 3, "hydra.sweeper.pruning=false")
+    run_search(tmp_store, 3, "hydra.sweeper.pruning=false")
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
 
-    client = MlflowClient(tracking_uri=uri)
+    client = tmp_store.client()
     experiment = client.get_experiment_by_name("mnist")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
@@ -101,15 +96,15 @@ def test_search_runs_trials_as_child_runs_and_resumes(tmp_path):
 
 
 @pytest.mark.e2e
-def test_hopeless_trial_is_pruned_and_its_run_killed(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+def test_hopeless_trial_is_pruned_and_its_run_killed(tmp_store):
+    storage = f"sqlite:///{tmp_store.root / 'optuna.db'}"
     study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
     for learning_rate in (0.01, 0.01, 0.000001):  # the third cannot learn in 3 epochs
         study.enqueue_trial({"trainer.learning_rate": learning_rate, "trainer.optimizer": "adam"})
-    uri = run_search(tmp_path, 3, "hydra.sweeper.pruning_warmup_epochs=1")
+    run_search(tmp_store, 3, "hydra.sweeper.pruning_warmup_epochs=1")
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    client = MlflowClient(tracking_uri=uri)
+    client = tmp_store.client()
     runs = client.search_runs(
         [client.get_experiment_by_name("mnist").experiment_id], "params.search.trial_number = '2'"
     )

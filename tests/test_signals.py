@@ -13,7 +13,6 @@ import signal
 import keras
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from mnist_runner import signals
 from mnist_runner.pipeline.training import compile_model, fit
@@ -48,10 +47,9 @@ def drop_a_signal(handler=signals.raise_interrupted) -> None:
 
 
 @pytest.fixture
-def store(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    experiment_id = tracking_store.connect(uri, "signals", str(tmp_path / "artifacts"))
-    return MlflowClient(uri), experiment_id
+def store(tmp_store):
+    experiment_id = tracking_store.connect(tmp_store.uri, "signals", str(tmp_store.artifacts))
+    return tmp_store.client(), experiment_id
 
 
 def only_run(client, experiment_id):
@@ -95,6 +93,7 @@ class SignalAtBatch(keras.callbacks.Callback):
             self.batches_after += 1
 
 
+@pytest.mark.slow
 def test_a_signal_during_training_stops_it_between_batches():
     signalled = SignalAtBatch(2)
     with pytest.raises(signals.Interrupted, match="SIGTERM"):
@@ -109,6 +108,7 @@ class SignalAtEpochEnd(keras.callbacks.Callback):
         signals.raise_interrupted(signal.SIGTERM, None)  # noted, not raised
 
 
+@pytest.mark.slow
 def test_a_signal_after_the_last_batch_stops_as_training_ends():
     with pytest.raises(signals.Interrupted):
         tiny_fit(epochs=1, callbacks=[SignalAtEpochEnd()])
@@ -124,6 +124,7 @@ def test_outside_training_and_on_a_second_signal_the_handler_raises_at_once():
             signals.raise_interrupted(signal.SIGINT, None)
 
 
+@pytest.mark.slow
 def test_a_dropped_signal_stops_training_at_the_next_batch():
     drop_a_signal()
     with pytest.raises(signals.Interrupted, match="SIGTERM"):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import skip_or_fail
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
@@ -111,10 +112,7 @@ def cluster(request):
     try:
         slurm_cluster.check_prerequisites()
     except ClusterError as missing:
-        reason = f"{missing} (SLURM tests need root and `make install-e2e`)"
-        if os.environ.get("MNIST_RUNNER_REQUIRE_E2E") == "1":
-            pytest.fail(reason + " (MNIST_RUNNER_REQUIRE_E2E=1)")
-        pytest.skip(reason)
+        skip_or_fail(f"{missing} (SLURM tests need root and `make install-e2e`)")
     root = open_folder()
     request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
     request.addfinalizer(lambda: slurm_cluster.stop(root))
@@ -127,8 +125,7 @@ def cluster(request):
     assert slurm_cluster.leftover_job_processes(layout) == []
 
 
-def multirun(cluster, tmp_path, *overrides, background=False):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def multirun(cluster, store, *overrides, background=False):
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
@@ -140,17 +137,14 @@ def multirun(cluster, tmp_path, *overrides, background=False):
         "data=digits",
         *overrides,
         "tracking.log_model=false",
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *store.overrides(sweep_dir="sweep"),
     ]
     env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if background:
         return subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env
-        ), uri
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env), uri
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=store.root, env=env
+        ), store.uri
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=store.root, env=env), store.uri
 
 
 def runs_by_role(uri):
@@ -164,8 +158,8 @@ def runs_by_role(uri):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
-    done, uri = multirun(cluster, tmp_path, "trainer.epochs=2", "model.dropout=0.0,0.5")
+def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
+    done, uri = multirun(cluster, tmp_store, "trainer.epochs=2", "model.dropout=0.0,0.5")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
 
@@ -178,11 +172,11 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
     assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 2
     logged = {artifact.path for artifact in client.list_artifacts(parent.info.run_id, "report")}
     assert {f"report/{name}" for name in REPORT_FILES} <= logged
-    table = pd.read_csv(tmp_path / "sweep" / "report" / "gap_report.csv")
+    table = pd.read_csv(tmp_store.root / "sweep" / "report" / "gap_report.csv")
     assert set(table["run_id"]) == {child.info.run_id for child in children}
 
     # Each job ran under SLURM: submitit's per-job folder holds its log and result.
-    job_logs = sorted((tmp_path / "sweep" / "slurm").glob("*_*/*_0_log.out"))
+    job_logs = sorted((tmp_store.root / "sweep" / "slurm").glob("*_*/*_0_log.out"))
     assert len(job_logs) == 2
     assert all("Job completed successfully" in path.read_text() for path in job_logs)
     assert "Submitit 'slurm' sweep output dir" in output
@@ -190,8 +184,8 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_path):
-    sweep, uri = multirun(cluster, tmp_path, "trainer.epochs=500", "model.dropout=0.0", background=True)
+def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
+    sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0", background=True)
     try:
         deadline = time.monotonic() + 180
         children = []
@@ -200,7 +194,7 @@ def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_path):
             children = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
         assert children, "the job's MLflow run never started"
         # This sweep's one SLURM job, as submitit names its pickle: <job id>_submitted.pkl.
-        pickles = (tmp_path / "sweep" / "slurm").glob("*/*_submitted.pkl")
+        pickles = (tmp_store.root / "sweep" / "slurm").glob("*/*_submitted.pkl")
         job_ids = [path.name.removesuffix("_submitted.pkl") for path in pickles]
         assert len(job_ids) == 1, job_ids
         subprocess.run(["scancel", job_ids[0]], env=cluster.client_env(), check=True)

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import TempStore
 from mlflow.tracking import MlflowClient
 
 from mnist_runner.paths import PROJECT_ROOT
@@ -13,21 +14,18 @@ from mnist_runner.paths import PROJECT_ROOT
 pytestmark = pytest.mark.e2e
 
 
-def multirun(tmp_path, *overrides, name="sweep"):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def multirun(store, *overrides):
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
         "-m",
         *overrides,
         "tracking.log_model=false",
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"hydra.sweep.dir={tmp_path / name}",
+        *store.overrides(sweep_dir="sweep"),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    return done, uri
+    return done, store.uri
 
 
 def sweep_runs(uri):
@@ -41,9 +39,9 @@ def sweep_runs(uri):
     return client, parents, children
 
 
-def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
+def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_store):
     done, uri = multirun(
-        tmp_path,
+        tmp_store,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "model=dense,cnn",
@@ -64,7 +62,7 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
     assert parent.data.params["sweep.model.dropout"] == "0.0,0.5"
     assert parent.data.metrics["jobs_finished"] == 4
 
-    report_dir = tmp_path / "sweep" / "report"
+    report_dir = tmp_store.root / "sweep" / "report"
     table = pd.read_csv(report_dir / "gap_report.csv")
     assert len(table) == 4
     assert {
@@ -92,21 +90,21 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_path):
     } <= logged
 
 
-def test_failed_job_does_not_stop_the_sweep(tmp_path):
+def test_failed_job_does_not_stop_the_sweep(tmp_store):
     done, uri = multirun(
-        tmp_path, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6", "trainer.epochs=2"
+        tmp_store, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6", "trainer.epochs=2"
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     _, parents, children = sweep_runs(uri)
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
-    table = pd.read_csv(tmp_path / "sweep" / "report" / "gap_report.csv")
+    table = pd.read_csv(tmp_store.root / "sweep" / "report" / "gap_report.csv")
     assert table["status"].tolist() == ["FINISHED", "FAILED"]
     assert table["failure"].iloc[1].startswith("RunFailed: training diverged")
 
 
-def test_one_bad_value_fails_the_sweep_before_any_job(tmp_path):
-    done, uri = multirun(tmp_path, "data=digits", "trainer.epochs=1,0")
+def test_one_bad_value_fails_the_sweep_before_any_job(tmp_store):
+    done, uri = multirun(tmp_store, "data=digits", "trainer.epochs=1,0")
     assert done.returncode == 2
     assert "sweep job data=digits trainer.epochs=0" in done.stdout + done.stderr
     assert "trainer.epochs=0 is not allowed" in done.stdout + done.stderr
@@ -114,30 +112,30 @@ def test_one_bad_value_fails_the_sweep_before_any_job(tmp_path):
     assert parents == [] and children == []
 
 
-def test_sequential_jobs_do_not_leak_state(tmp_path):
-    done, uri = multirun(tmp_path, "data=digits", "model=cnn", "trainer.seed=1,2", "trainer.epochs=2")
+def test_sequential_jobs_do_not_leak_state(tmp_store):
+    done, uri = multirun(tmp_store, "data=digits", "model=cnn", "trainer.seed=1,2", "trainer.epochs=2")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     _, _, children = sweep_runs(uri)
     in_sweep = next(c for c in children if c.data.params["trainer.seed"] == "2")
 
-    alone_dir = tmp_path / "alone"
-    alone_dir.mkdir()
-    done, alone_uri = multirun(alone_dir, "data=digits", "model=cnn", "trainer.seed=2", "trainer.epochs=2")
+    alone = TempStore(tmp_store.root / "alone")
+    alone.root.mkdir()
+    done, alone_uri = multirun(alone, "data=digits", "model=cnn", "trainer.seed=2", "trainer.epochs=2")
     assert done.returncode == 0
-    _, _, alone = sweep_runs(alone_uri)
+    _, _, alone_runs = sweep_runs(alone_uri)
     drop = {"fit_seconds"}
     assert {k: v for k, v in in_sweep.data.metrics.items() if k not in drop} == {
-        k: v for k, v in alone[0].data.metrics.items() if k not in drop
+        k: v for k, v in alone_runs[0].data.metrics.items() if k not in drop
     }
 
 
 @pytest.mark.parametrize("repetition", [1, 2, 3])
-def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_path, repetition):
+def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_store, repetition):
     """Several processes opening a new SQLite store at once used to crash;
     the sweep creates it once before the workers start."""
-    assert not (tmp_path / "mlflow.db").exists()
+    assert not tmp_store.db.exists()
     done, uri = multirun(
-        tmp_path,
+        tmp_store,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "data=digits",
@@ -151,10 +149,9 @@ def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_path, repetition):
     assert all(c.info.status == "FINISHED" for c in children)
 
 
-def test_interrupted_sweep_leaves_nothing_running(tmp_path):
+def test_interrupted_sweep_leaves_nothing_running(tmp_store):
     import signal
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
@@ -163,10 +160,7 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_path):
         "trainer.epochs=50",
         "trainer.seed=1,2",
         "tracking.log_model=false",
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        *tmp_store.overrides(sweep_dir="sweep"),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -176,6 +170,6 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_path):
             break
     process.communicate(timeout=120)
     assert process.returncode == 130
-    _, parents, children = sweep_runs(uri)
+    _, parents, children = sweep_runs(tmp_store.uri)
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [c.info.status for c in children] == ["KILLED"]

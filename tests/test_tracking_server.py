@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import TempStore, skip_or_fail
 from mlflow.tracking import MlflowClient
 
 from mnist_runner.paths import PROJECT_ROOT
@@ -44,10 +45,7 @@ def free_ports(count):
 
 def require_postgres():
     if tracking_server.postgres_bin_dir() is None:
-        reason = "PostgreSQL's initdb/pg_ctl are not installed: run `make install-e2e`"
-        if os.environ.get("MNIST_RUNNER_REQUIRE_E2E") == "1":
-            pytest.fail(reason + " (MNIST_RUNNER_REQUIRE_E2E=1)")
-        pytest.skip(reason)
+        skip_or_fail("PostgreSQL's initdb/pg_ctl are not installed: run `make install-e2e`")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +74,7 @@ def server(server_root):
 
 def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     """4 jobs, 2 workers, logging over HTTP with credentials given the usual ways."""
-    uri = f"http://sweeper:{URI_SECRET}@127.0.0.1:{server.port}"
+    store = TempStore(tmp_path, server_uri=f"http://sweeper:{URI_SECRET}@127.0.0.1:{server.port}")
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
@@ -87,10 +85,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
         "trainer.epochs=2",
         "model.dropout=0.0,0.2,0.4,0.6",
         "tracking.log_model=false",
-        f"tracking.uri={uri}",
-        f"tracking.artifact_location={tmp_path / 'local-artifacts'}",
-        f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        *store.overrides(sweep_dir="sweep"),
     ]
     env = {
         **os.environ,
@@ -108,7 +103,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     experiment = client.get_experiment_by_name("mnist")
     # The server chose where artifacts go, not the client's local default.
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
-    assert not (tmp_path / "local-artifacts").exists() and not (tmp_path / "mlruns").exists()
+    assert not store.artifacts.exists() and not (tmp_path / "mlruns").exists()
 
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]

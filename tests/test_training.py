@@ -33,6 +33,7 @@ def test_summarize_history_known_numbers():
     }
 
 
+@pytest.mark.slow
 def test_gap_uses_inference_mode_training_accuracy():
     """With heavy dropout, Keras' running training accuracy differs from the
     model's accuracy on the same data in inference mode; the gap uses the latter."""
@@ -64,6 +65,7 @@ def test_gap_uses_inference_mode_training_accuracy():
     assert logs["train_eval_accuracy"] != logs["accuracy"]
 
 
+@pytest.mark.slow
 def test_fit_returns_a_history_per_epoch_counted_from_one():
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(1).integers(0, 255, size=(60, 4, 4)).astype("uint8")
@@ -143,6 +145,7 @@ def assert_same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
         np.testing.assert_allclose(a[column], b[column], rtol=1e-5, err_msg=column)
 
 
+@pytest.mark.slow
 def test_eval_batch_size_changes_the_speed_not_the_numbers():
     """Validation and the gap's re-evaluation only predict: batches of 7 or
     one batch of 1024 give the same history."""
@@ -151,6 +154,7 @@ def test_eval_batch_size_changes_the_speed_not_the_numbers():
     assert_same_numbers(small, large)
 
 
+@pytest.mark.slow
 def test_steps_per_execution_changes_the_speed_not_the_numbers():
     """Several batches per call into TensorFlow: the same batches, in the same
     order, with the same updates; only the per-batch callbacks fire less often."""
@@ -159,6 +163,7 @@ def test_steps_per_execution_changes_the_speed_not_the_numbers():
     assert_same_numbers(one, five)
 
 
+@pytest.mark.slow
 def test_test_set_metrics_are_keras_evaluate_in_one_pass():
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(3).normal(size=(130, 5)).astype("float32")

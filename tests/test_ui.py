@@ -4,7 +4,6 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
-from mlflow import MlflowClient
 
 from mnist_runner.services import ui
 
@@ -26,10 +25,10 @@ def no_exec(monkeypatch):
     return calls
 
 
-def test_prints_the_chart_url_of_the_experiment_and_serves_the_store_on_localhost(tmp_path, no_exec, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).create_experiment("other")
-    experiment_id = MlflowClient(tracking_uri=uri).create_experiment("mnist")
+def test_prints_the_chart_url_of_the_experiment_and_serves_the_store_on_localhost(tmp_store, no_exec, capsys):
+    uri = tmp_store.uri
+    tmp_store.client().create_experiment("other")
+    experiment_id = tmp_store.client().create_experiment("mnist")
     port = free_port()
 
     ui.main(["--uri", uri, "--port", str(port)])
@@ -92,12 +91,12 @@ def test_an_unreadable_store_is_refused(tmp_path, no_exec, capsys):
     assert no_exec == []
 
 
-def test_a_busy_port_is_refused_before_the_slow_start(tmp_path, no_exec, capsys):
+def test_a_busy_port_is_refused_before_the_slow_start(tmp_store, no_exec, capsys):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        assert ui.main(["--uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--port", str(port)]) == 2
+        assert ui.main(["--uri", tmp_store.uri, "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in err and "make ui PORT=" in err
     assert no_exec == []
@@ -116,6 +115,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_browser_helpers_report_a_ui_that_dies_at_start_with_its_output(tmp_path):
     import ui_browser
 

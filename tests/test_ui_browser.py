@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import ui_browser
+from helpers import TempStore
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -21,13 +22,12 @@ def served_store(tmp_path_factory):
     """A real 3-epoch run on the digits in a temporary store, served by the UI;
     yields (store uri, the URL the UI printed). The server stops at the end."""
     ui_browser.require_browser()
-    store = tmp_path_factory.mktemp("ui-store")
+    store = TempStore(tmp_path_factory.mktemp("ui-store"))
     ui_browser.train(
         store, "data=digits", f"trainer.epochs={EPOCHS}", f"tracking.run_name={RUN_NAME}", "tracking.log_model=false"
     )
-    uri = ui_browser.store_uri(store)
-    with ui_browser.ui_server(uri, store / "ui.log") as url:
-        yield uri, url
+    with ui_browser.ui_server(store.uri, store.root / "ui.log") as url:
+        yield store.uri, url
 
 
 @pytest.fixture

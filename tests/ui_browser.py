@@ -22,6 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+# Run as a script, this file's folder (tests/) is on sys.path, as under pytest.
+from helpers import TempStore, skip_or_fail
+
 from mnist_runner.paths import PROJECT_ROOT
 
 # Debian's packages (`make install-e2e`); selenium then needs no driver download.
@@ -62,15 +65,9 @@ def missing_browser() -> str | None:
 def require_browser() -> None:
     """Skip the calling test when the browser is missing; fail instead where
     MNIST_RUNNER_REQUIRE_E2E=1 (CI), so a broken set-up cannot pass as skipped."""
-    import pytest
-
     reason = missing_browser()
-    if reason is None:
-        return
-    message = f"{reason}: `make install-e2e` installs Chromium, chromedriver and selenium"
-    if os.environ.get("MNIST_RUNNER_REQUIRE_E2E") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    if reason is not None:
+        skip_or_fail(f"{reason}: `make install-e2e` installs Chromium, chromedriver and selenium")
 
 
 def free_port() -> int:
@@ -79,28 +76,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def train(store: Path, *overrides: str, multirun: bool = False) -> None:
-    """Real runs of ``python run.py`` into the store folder ``store`` (its own
-    SQLite file, artifacts, Hydra and checkpoint dirs)."""
-    hydra_dir = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+def train(store: TempStore, *overrides: str, multirun: bool = False) -> None:
+    """Real runs of ``python run.py`` into ``store`` (its own SQLite file,
+    artifacts, Hydra and checkpoint dirs)."""
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
         *(["-m"] if multirun else []),
         *overrides,
-        f"tracking.uri={store_uri(store)}",
-        f"tracking.artifact_location={store / 'artifacts'}",
-        f"{hydra_dir}={store / 'hydra'}",
-        f"trainer.checkpoint_dir={store / 'checkpoints'}",
+        *(store.overrides(sweep_dir="hydra") if multirun else store.overrides(run_dir="hydra")),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store, env=env)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store.root, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
-
-
-def store_uri(store: Path) -> str:
-    return f"sqlite:///{store / 'mlflow.db'}"
 
 
 @contextlib.contextmanager
@@ -256,7 +245,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[0]).resolve()
     dropouts = ["0.0", "0.3", "0.6"]
     with tempfile.TemporaryDirectory(prefix="ui-screenshot-") as tmp:
-        store = Path(tmp)
+        store = TempStore(Path(tmp))
         train(
             store,
             "data=digits",
@@ -266,7 +255,7 @@ def main(argv: list[str]) -> int:
             "tracking.log_model=false",
             multirun=True,
         )
-        with ui_server(store_uri(store), store / "ui.log") as url, chromium(README_WINDOW) as driver:
+        with ui_server(store.uri, store.root / "ui.log") as url, chromium(README_WINDOW) as driver:
             show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart_search="accuracy")
             time.sleep(1)  # let the last chart finish its transition
             screenshot(driver, out)

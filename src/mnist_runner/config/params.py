@@ -33,6 +33,9 @@ def summary(cfg: DictConfig) -> str:
     """One line per config group, for the console at the start of a run."""
     lines = []
     for group, node in cfg.items():
-        values = " ".join(f"{k}={redact(v, k)}" for k, v in flatten(node).items())
+        if isinstance(node, DictConfig):
+            values = " ".join(f"{k}={redact(v, k)}" for k, v in flatten(node).items())
+        else:  # a top-level value such as ``resume``
+            values = str(redact(node, str(group)))
         lines.append(f"  {group}: {values}")
     return "\n".join(lines)

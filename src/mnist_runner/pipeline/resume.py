@@ -69,9 +69,10 @@ def plan_resume(cfg: DictConfig, run_id: str, overrides: Sequence[str] = ()) -> 
     and where it continues from."""
     stored_run = run_history.interrupted_run(cfg.tracking.uri, run_id)
     stored = OmegaConf.create(run_history.load_run_config(cfg.tracking.uri, run_id))
-    for key in changed_keys(overrides):
+    for key in changed_keys(overrides, cfg, stored):
         OmegaConf.update(stored, key, OmegaConf.select(cfg, key), force_add=True)
     stored.tracking.uri = cfg.tracking.uri
+    stored.resume = run_id
 
     folder = checkpoint_folder(stored, run_id)
     checkpoint, skipped = checkpoints.find(folder) if folder else (None, [])
@@ -109,14 +110,17 @@ def plan_resume(cfg: DictConfig, run_id: str, overrides: Sequence[str] = ()) -> 
     return stored, resume
 
 
-def changed_keys(overrides: Sequence[str]) -> list[str]:
-    """The config keys ``overrides`` set besides ``resume``; refused unless
-    continuing a run allows them (``RESUME_OVERRIDES``)."""
+def changed_keys(overrides: Sequence[str], cfg: DictConfig, stored: DictConfig) -> list[str]:
+    """The config keys ``overrides`` change from the run's own ``stored``
+    config (their values are in ``cfg``); refused unless continuing a run
+    allows them (``RESUME_OVERRIDES``)."""
     keys = []
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.get_key_element().lstrip("+~")
         if key == "resume" or key.startswith("hydra."):
             continue
+        if OmegaConf.select(cfg, key) == OmegaConf.select(stored, key):
+            continue  # given, but as the run had it
         if key not in RESUME_OVERRIDES:
             allowed = "; ".join(f"{k} ({why})" for k, why in RESUME_OVERRIDES.items())
             raise UserError(

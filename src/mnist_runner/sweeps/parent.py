@@ -191,16 +191,17 @@ def cancel_cluster_jobs(info: SweepInfo) -> list[str]:
     return jobs
 
 
-def end_early(status: str, reason: str) -> SweepEnd | None:
+def end_early(status: str, reason: str, child_reason: str) -> SweepEnd | None:
     """Close this process's open sweep that stopped early (Ctrl-C, SIGTERM, a
-    launcher that failed): its jobs, their runs, the report of what finished,
-    the parent run with ``status`` and ``reason``. None without an open sweep."""
+    launcher that failed): its jobs, their runs (``child_reason`` for those
+    left RUNNING), the report of what finished, the parent run with
+    ``status`` and ``reason``. None without an open sweep."""
     info = _active
     if info is None:
         return None
     try:
         cancelled = cancel_cluster_jobs(info)
-        closed = close_children(info, reason, STOP_WAIT_SECONDS if cancelled or status == "KILLED" else 5)
+        closed = close_children(info, child_reason, STOP_WAIT_SECONDS if cancelled or status == "KILLED" else 5)
         out_dir = Path(info.sweep_dir) / "report"
         table = finish_parent_run(info, out_dir, status, reason)
     except Exception as error:  # the store may be what failed: the parent is reaped later (liveness)

@@ -18,7 +18,10 @@ from mnist_runner.tracking.store import TrackingError
 def interrupted_run(uri: str, run_id: str):
     """Run ``run_id`` of the store at ``uri``, if it can be resumed: it ended
     without finishing (opening the store first closes runs whose process died)."""
-    client = store.open_existing(uri, "tracking.uri")
+    try:
+        client = store.open_existing(uri, "tracking.uri")
+    except TrackingError as error:
+        raise TrackingError(f"resume={run_id}: {error}") from error
     try:
         run = client.get_run(run_id)
     except MlflowException as error:

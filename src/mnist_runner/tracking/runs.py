@@ -84,20 +84,23 @@ def final_state(error: BaseException) -> tuple[str, str]:
 def close(uri: str, run_id: str, status: str, reason: str | None, cause: BaseException | None) -> None:
     """End the active run; where the store cannot be written, keep its final
     state locally and say so in one line (``StoreWriteError``)."""
-    failed: BaseException | None = None
+    tag_failed = ended_failed = None
     try:
         if reason:
             mlflow.set_tag("failure_reason", reason)
     except STORE_ERRORS as error:
-        failed = error
+        tag_failed = error
     try:
         mlflow.end_run(status)  # takes the run off MLflow's stack first, then writes
     except STORE_ERRORS as error:
-        failed = failed or error
-    if failed is None and not isinstance(cause, STORE_ERRORS):
+        ended_failed = error
+    if tag_failed is not None and ended_failed is None:
+        with contextlib.suppress(*STORE_ERRORS):  # the store is back: the reason too
+            MlflowClient().set_tag(run_id, "failure_reason", reason)
+    if ended_failed is None and not isinstance(cause, STORE_ERRORS):
         return
-    problem = store_problem(failed or cause)
-    if failed is None:  # the store failed during the run, then recovered
+    problem = store_problem(ended_failed or cause)
+    if ended_failed is None:  # the store failed during the run, then recovered
         note = f"the run is {status}"
     else:
         kept = pending.keep(uri, run_id, status, reason)
@@ -107,7 +110,7 @@ def close(uri: str, run_id: str, status: str, reason: str | None, cause: BaseExc
             else f"the run's final state ({status}) could not be kept either; it will show as RUNNING"
         )
     message = f"tracking.uri={redact(uri)}: the store stopped accepting writes ({problem}); {note}"
-    if isinstance(cause, KeyboardInterrupt) or (cause is not None and not isinstance(cause, STORE_ERRORS)):
+    if cause is not None and not isinstance(cause, STORE_ERRORS):
         log.error("%s", message)  # the run's own error or interruption is what the user sees
         return
-    raise StoreWriteError(message) from (cause or failed)
+    raise StoreWriteError(message) from (cause or ended_failed)

@@ -31,10 +31,11 @@ from mnist_runner.errors import EXIT_FAILED, UserError
 from mnist_runner.redaction import redact
 
 log = logging.getLogger(__name__)
+# MLflow logs every SQLite error with its traceback before raising it; this
+# module turns the error into one line, so those tracebacks only repeat it.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 SQLITE_PREFIX = "sqlite:///"
-# MLflow's SQLAlchemy store waits this long for a SQLite lock (its busy_timeout).
-SQLITE_LOCK_WAIT_SECONDS = 20
 
 
 class TrackingError(UserError):
@@ -79,8 +80,8 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
     elif (path := sqlite_path(uri)) is not None:
         ensure_sqlite_store(path, "tracking.uri")
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient()
     with store_errors(uri, "tracking.uri"):
+        client = MlflowClient()
         found = client.get_experiment_by_name(experiment)
         if found is None:
             location = Path(artifact_location).resolve().as_uri() if artifact_location else None
@@ -106,8 +107,9 @@ def open_existing(uri: str, option: str = "--uri"):
     if is_server(uri):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     with store_errors(uri, option):
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # opens the store: a broken one fails here, in one line
         tidy(client, uri)
     return client
 
@@ -192,7 +194,7 @@ def store_problem(error: BaseException) -> str:
     """What went wrong with a store, in a few words, from MLflow's or SQLite's error."""
     text = str(error)
     causes = {
-        "database is locked": f"the store is locked by another process (waited {SQLITE_LOCK_WAIT_SECONDS} s)",
+        "database is locked": "the store is locked by another process (SQLite waited for it, then gave up)",
         "database or disk is full": "the disk is full",
         "No space left on device": "the disk is full",
         "readonly database": "the store is read-only",

@@ -1,0 +1,209 @@
+"""Faults done for real, then the store checked: processes killed with
+SIGKILL at random moments and resumed, and many processes starting on a new
+store at once. The tests (``test_fault_injection.py``) run a few trials; run
+as a script (``make faults``), it runs many and writes the figures that
+docs/reliability.md quotes:
+
+    python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, when run as a script
+from helpers import TempStore  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+# A run long enough to be killed in every phase: start-up, epochs (and their
+# checkpoints), the test set and the final logging. About 12 s here.
+KILLED_RUN = ("data.train_samples=3000", "trainer.epochs=6", "tracking.log_model=false")
+
+
+def run_command(store: TempStore, *overrides: str, run_dir: str = "hydra") -> list[str]:
+    return [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *store.overrides(run_dir=run_dir)]
+
+
+def runs_of(store: TempStore) -> list:
+    """Every run of the store, through the project's own opening of it (which
+    closes runs whose process died, as any command does)."""
+    from mnist_runner.tracking import store as tracking_store
+
+    client = tracking_store.open_existing(store.uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, max_results=1000) if experiments else []
+
+
+def epoch_steps(store: TempStore, run_id: str) -> collections.Counter:
+    """How often each epoch's ``loss`` was logged."""
+    return collections.Counter(m.step for m in store.client().get_metric_history(run_id, "loss"))
+
+
+def kill_then_resume(store: TempStore, delay: float, epochs: int = 6) -> dict:
+    """Start a run, SIGKILL it after ``delay`` seconds, open the store, resume
+    the run; what was found at each step."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        run_command(store, *KILLED_RUN, run_dir="hydra-killed"),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=store.root,
+    )
+    try:
+        process.wait(timeout=delay)
+        killed = False
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed = True
+    trial = {"delay_s": round(delay, 2), "killed": killed, "ran_s": round(time.monotonic() - started, 2)}
+    if not store.db.exists():
+        return {**trial, "run": None, "zombies": 0, "outcome": "killed before the store existed"}
+    runs = runs_of(store)
+    trial["zombies"] = sum(run.info.status == "RUNNING" for run in runs)
+    if not runs:
+        return {**trial, "run": None, "outcome": "killed before the run started"}
+    (run,) = runs
+    trial.update(
+        run=run.info.run_id,
+        status_after_kill=run.info.status,
+        epochs_logged_before=len(epoch_steps(store, run.info.run_id)),
+    )
+    if run.info.status == "FINISHED":
+        trial["outcome"] = "finished before the kill"
+    else:
+        done = subprocess.run(
+            run_command(store, f"resume={run.info.run_id}", run_dir="hydra-resumed"),
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=store.root,
+            timeout=600,
+        )
+        trial["resume_exit"] = done.returncode
+        if done.returncode != 0:
+            trial["resume_error"] = (done.stdout + done.stderr)[-2000:]
+        trial["outcome"] = "resumed"
+    final = store.client().get_run(run.info.run_id)
+    counts = epoch_steps(store, run.info.run_id)
+    trial.update(
+        final_status=final.info.status,
+        epochs_logged_twice=sorted(step for step, n in counts.items() if n > 1),
+        epochs_missing=sorted(set(range(1, epochs + 1)) - set(counts)),
+    )
+    return trial
+
+
+def trial_ok(trial: dict) -> bool:
+    """No run left RUNNING, and a run that started ends FINISHED with every epoch logged once."""
+    if trial["zombies"]:
+        return False
+    if trial.get("run") is None:
+        return True
+    return trial["final_status"] == "FINISHED" and not trial["epochs_logged_twice"] and not trial["epochs_missing"]
+
+
+def concurrent_first_use(root: Path, processes: int = 8) -> dict:
+    """``processes`` runs started at once on a store that does not exist yet."""
+    store = TempStore(root)
+    commands = [
+        run_command(store, "data=digits", "trainer.epochs=1", "tracking.log_model=false", run_dir=f"hydra-{i}")
+        for i in range(processes)
+    ]
+    started = [
+        subprocess.Popen(c, env=ENV, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in commands
+    ]
+    outputs = [p.communicate(timeout=900)[0] for p in started]
+    failed = [out[-1500:] for p, out in zip(started, outputs) if p.returncode != 0]
+    with sqlite3.connect(store.db) as db:
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        leftovers = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE name LIKE '_alembic_tmp%'")]
+        statuses = collections.Counter(row[0] for row in db.execute("SELECT status FROM runs"))
+    broken = integrity != "ok" or bool(leftovers)
+    return {
+        "processes": processes,
+        "failed": len(failed),
+        "failures": failed,
+        "broken_store": broken,
+        "integrity": integrity,
+        "statuses": dict(statuses),
+    }
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=20, help="SIGKILL-then-resume trials")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of processes starting on a new store")
+    parser.add_argument("--processes", type=int, default=8, help="processes per round")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "reliability.json")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    began = time.monotonic()
+    kills = []
+    for number in range(args.trials):
+        with tempfile.TemporaryDirectory(prefix="kill-") as folder:
+            trial = kill_then_resume(TempStore(Path(folder)), rng.uniform(3.0, 16.0))
+        kills.append(trial)
+        print(f"kill {number + 1}/{args.trials}: {trial['outcome']}, ok={trial_ok(trial)}", flush=True)
+    rounds = []
+    for number in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="concurrent-") as folder:
+            result = concurrent_first_use(Path(folder), args.processes)
+        rounds.append(result)
+        print(
+            f"round {number + 1}/{args.rounds}: failed={result['failed']} broken={result['broken_store']}", flush=True
+        )
+    summary = {
+        "kill_trials": len(kills),
+        "kills_mid_run": sum(t["killed"] and t.get("run") is not None and t["outcome"] == "resumed" for t in kills),
+        "zombies_found": sum(t["zombies"] for t in kills),
+        "resumed": sum(t["outcome"] == "resumed" for t in kills),
+        "resumed_to_finished": sum(t["outcome"] == "resumed" and t["final_status"] == "FINISHED" for t in kills),
+        "epochs_logged_twice": sum(len(t.get("epochs_logged_twice", [])) for t in kills),
+        "epochs_missing": sum(len(t.get("epochs_missing", [])) for t in kills),
+        "trials_ok": sum(trial_ok(t) for t in kills),
+        "concurrent_rounds": len(rounds),
+        "concurrent_processes": sum(r["processes"] for r in rounds),
+        "concurrent_failed_runs": sum(r["failed"] for r in rounds),
+        "broken_stores": sum(r["broken_store"] for r in rounds),
+    }
+    report = {
+        "command": "python tests/fault_injection.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "minutes": round((time.monotonic() - began) / 60, 1),
+        "summary": summary,
+        "kill_trials": kills,
+        "concurrent_rounds": rounds,
+    }
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return 0 if summary["trials_ok"] == len(kills) and not summary["broken_stores"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
