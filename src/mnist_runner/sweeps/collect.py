@@ -1,5 +1,7 @@
 """The runs of a sweep or an experiment, from MLflow, made into the gap
-report's files (``report`` draws them)."""
+report's files (``report`` makes the tables and draws the figures):
+``gap_report.md`` (per configuration, then per run), ``gap_report.csv`` (per
+run), ``gap_summary.csv`` (per configuration) and three PNG figures."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnist_runner.sweeps import report
+from mnist_runner.sweeps import links, report
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +36,37 @@ def metric_series(client, run_id: str, name: str) -> pd.Series:
 def build_report(
     client, experiment_id: str, out_dir: Path, parent_run_id: str | None = None, swept: list[str] | None = None
 ) -> pd.DataFrame:
-    """Table and figures of a sweep (``parent_run_id``) or experiment, written to ``out_dir``."""
+    """Tables and figures of a sweep (``parent_run_id``) or experiment, written
+    to ``out_dir``; the per-configuration table and, for a sweep, where to see
+    its runs in the MLflow UI are logged. Returns the per-run table."""
     runs = search_children(client, experiment_id, parent_run_id)
     if runs.empty:
         raise LookupError("no runs to compare")
     table = report.gap_table(runs, swept)
+    summary = report.summary_table(table)
     gaps = {run_id: metric_series(client, run_id, "overfit_gap") for run_id in table["run_id"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "gap_report.csv", index=False)
-    (out_dir / "gap_report.md").write_text(report.to_markdown(table) + "\n")
-    for name, figure in report.figures(table, gaps).items():
+    summary.to_csv(out_dir / "gap_summary.csv", index=False)
+    markdown = report.report_markdown(summary, table)
+    hint = None
+    if parent_run_id is not None:
+        uri = client.tracking_uri
+        markdown += "\n\n" + links.report_links(uri, experiment_id, parent_run_id, list(table["run_id"]))
+        hint = links.sweep_hint(uri, experiment_id, parent_run_id, client.get_run(parent_run_id).info.run_name)
+    (out_dir / "gap_report.md").write_text(markdown + "\n")
+    for name, figure in report.figures(table, gaps, summary).items():
         figure.savefig(out_dir / f"{name}.png", dpi=100)
-    shown = table.drop(columns=["run_id", "failure"]).to_string(
-        index=False, float_format="{:.4f}".format, formatters={"duration_s": "{:.1f}".format}
-    )
     log.info(
-        "overfitting-gap report (%d runs, sorted by %s, largest first):\n%s\nwritten to %s",
+        "overfitting-gap report (%d runs, %d configurations; largest mean final gap first):\n%s\n"
+        "per run, every statistic and the plots: %s",
         len(table),
-        report.SORT_KEY,
-        shown,
+        len(summary),
+        report.terminal_table(summary),
         out_dir,
     )
+    if hint:
+        log.info("%s", hint)
     return table
 
 
