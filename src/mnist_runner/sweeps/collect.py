@@ -58,16 +58,20 @@ def build_report(
     for name, figure in report.figures(table, gaps, summary).items():
         figure.savefig(out_dir / f"{name}.png", dpi=100)
     log.info(
-        "overfitting-gap report (%d runs, %d configurations; largest mean final gap first):\n%s\n"
+        "overfitting-gap report (%s, %s; largest mean final gap first):\n%s\n"
         "per run, every statistic and the plots: %s",
-        len(table),
-        len(summary),
+        count(len(table), "run"),
+        count(len(summary), "configuration"),
         report.terminal_table(summary),
         out_dir,
     )
     if hint:
         log.info("%s", hint)
     return table
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def find_sweep_parent(client, experiment_id: str, sweep: str):

@@ -26,7 +26,7 @@ def ui_base(uri: str) -> tuple[str, str | None]:
     tracking server serves its own UI)."""
     if is_server(uri):
         return redact(uri).rstrip("/") + "/", None
-    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mnist-ui --uri {redact(uri)}"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"python -m mnist_runner.services.ui --uri {redact(uri)}"
     return base_url(), command
 
 

@@ -588,3 +588,20 @@ def figures(table: pd.DataFrame, gaps: dict[str, pd.Series], summary: pd.DataFra
         "final_gap_by_config": final_gap_figure(table, summary),
         "test_accuracy_vs_gap": accuracy_vs_gap_figure(table, summary),
     }
+
+
+def importance_figure(importances: dict[str, float], objective: str) -> Figure:
+    """A search's parameter importances as horizontal bars, the largest on top."""
+    ordered = sorted(importances.items(), key=lambda item: item[1])
+    figure = Figure(figsize=(8, max(2.5, 0.5 * len(ordered) + 1.5)), layout="constrained")
+    ax = figure.subplots()
+    positions = np.arange(len(ordered))
+    ax.barh(positions, [value for _, value in ordered], color=colours(1)[0], height=0.6)
+    for position, (_, value) in zip(positions, ordered):
+        ax.annotate(f"{value:.2f}", (value, position), xytext=(4, 0), textcoords="offset points", va="center")
+    ax.set_yticks(positions, [key for key, _ in ordered])
+    ax.set_xlim(0, max(1.0, max((value for _, value in ordered), default=0) * 1.15))
+    ax.set_xlabel(f"importance for {objective} (fANOVA; the importances add up to 1)")
+    ax.set_title("which searched parameter mattered")
+    ax.grid(axis="x", alpha=0.3)
+    return figure
