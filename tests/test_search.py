@@ -295,8 +295,8 @@ def test_search_guards_other_settings_a_complete_study_and_repeated_values(tmp_s
 
 def test_best_trial_is_described_with_readable_numbers(tmp_path):
     study = optuna.create_study(storage=conf(tmp_path).storage, study_name="s", direction="maximize")
-    study.enqueue_trial({"trainer.learning_rate": 5.7537737941171895e-05})
+    study.enqueue_trial({"trainer.learning_rate": 0.00057537737941171895})
     study.tell(study.ask(SPACE), 0.25231480598449707)
     assert search.describe_trial(study.best_trial, "val_accuracy") == (
-        "0: trainer.learning_rate=5.754e-05 -> best_val_accuracy 0.2523"
+        "0: trainer.learning_rate=0.0005754 -> best_val_accuracy 0.2523"
     )
