@@ -77,6 +77,11 @@ ui: ## The MLflow UI on the project's store; prints the address of the runs' per
 ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium)
 	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png
 
+DASHBOARD_PORT ?= 8080
+.PHONY: dashboard
+dashboard: ## optuna-dashboard on the search studies (runs/optuna.db) at http://127.0.0.1:8080 (DASHBOARD_PORT=...)
+	$(BIN)/python -m mnist_runner.services.dashboard --port $(DASHBOARD_PORT) $(ARGS)
+
 server: ## A shared MLflow tracking server on PostgreSQL (runs/server), http://127.0.0.1:5001 (SERVER_PORT=...); log with tracking.uri=http://127.0.0.1:5001
 	$(BIN)/python -m mnist_runner.services.tracking_server start --port $(SERVER_PORT)
 
