@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ test: ## The whole test suite, what CI runs
 
 test-fast: ## The tests that neither train nor start processes: the edit-test loop (under 90 s)
 	$(BIN)/python -m pytest -m "not slow"
+
+faults: ## Fault injection for the record: SIGKILL at random moments then resume, processes on a new store (docs/reliability.json)
+	$(BIN)/python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
 
 lint: ## Lint and format check (ruff, configured in pyproject.toml)
 	$(BIN)/ruff check .

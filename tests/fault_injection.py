@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,17 +54,37 @@ def epoch_steps(store: TempStore, run_id: str) -> collections.Counter:
     return collections.Counter(m.step for m in store.client().get_metric_history(run_id, "loss"))
 
 
-def kill_then_resume(store: TempStore, delay: float, epochs: int = 6) -> dict:
-    """Start a run, SIGKILL it after ``delay`` seconds, open the store, resume
-    the run; what was found at each step."""
+def random_moment(rng: random.Random, epochs: int = 6) -> tuple[str | None, float]:
+    """When to kill a run: a delay after a line of its output that starts
+    with a marker (None: after its start). Spread over start-up, every epoch
+    (and the checkpoint written at its end), the test set and final logging."""
+    phase = rng.choice(["start-up", "epoch", "epoch", "epoch", "after training"])
+    if phase == "start-up":
+        return None, rng.uniform(0.5, 8.0)
+    if phase == "epoch":
+        return f"Epoch {rng.randint(1, epochs)}/", rng.uniform(0.0, 0.8)
+    return f"Epoch {epochs}/", rng.uniform(0.4, 2.0)
+
+
+def kill_then_resume(store: TempStore, marker: str | None, delay: float, epochs: int = 6) -> dict:
+    """Start a run, SIGKILL it ``delay`` seconds after it prints a line
+    starting with ``marker`` (or after it starts), open the store, resume the
+    run; what was found at each step."""
     started = time.monotonic()
     process = subprocess.Popen(
         run_command(store, *KILLED_RUN, run_dir="hydra-killed"),
         env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         cwd=store.root,
     )
+    if marker is not None:
+        for line in process.stdout:
+            if line.startswith(marker):
+                break
+    # Keep reading, so that the run never blocks on a full pipe meanwhile.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
     try:
         process.wait(timeout=delay)
         killed = False
@@ -71,7 +92,12 @@ def kill_then_resume(store: TempStore, delay: float, epochs: int = 6) -> dict:
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed = True
-    trial = {"delay_s": round(delay, 2), "killed": killed, "ran_s": round(time.monotonic() - started, 2)}
+    trial = {
+        "marker": marker,
+        "delay_s": round(delay, 2),
+        "killed": killed,
+        "ran_s": round(time.monotonic() - started, 2),
+    }
     if not store.db.exists():
         return {**trial, "run": None, "zombies": 0, "outcome": "killed before the store existed"}
     runs = runs_of(store)
@@ -166,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     kills = []
     for number in range(args.trials):
         with tempfile.TemporaryDirectory(prefix="kill-") as folder:
-            trial = kill_then_resume(TempStore(Path(folder)), rng.uniform(3.0, 16.0))
+            trial = kill_then_resume(TempStore(Path(folder)), *random_moment(rng))
         kills.append(trial)
         print(f"kill {number + 1}/{args.trials}: {trial['outcome']}, ok={trial_ok(trial)}", flush=True)
     rounds = []

@@ -18,6 +18,7 @@ from mnist_runner.config.schema import DEFAULT_EXPERIMENT
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.redaction import redact
+from mnist_runner.tracking import store
 from mnist_runner.tracking.links import UI_HOST as HOST
 from mnist_runner.tracking.links import UI_PORT as DEFAULT_PORT
 from mnist_runner.tracking.links import base_url, chart_url
@@ -52,24 +53,16 @@ def check_store_uri(uri: str) -> None:
 
 
 def experiment_id(uri: str, name: str) -> str | None:
-    """The id of experiment ``name`` in the store, or None if it does not exist yet."""
-    path = sqlite_path(uri)
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UIError(f"--uri {shown(uri)}: cannot create the store's folder ({error})") from error
-        if not path.exists():  # a new store: no experiment yet, and no need to create it twice
-            return None
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
+    """The id of experiment ``name`` in the store, or None if it does not exist
+    yet. A new SQLite store is created here, as a run would create it, rather
+    than by the server; opening the store closes runs whose process died."""
     try:
-        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(name)
-    except (MlflowException, SQLAlchemyError) as error:  # e.g. not a database, an unknown driver
-        reason = str(error).splitlines()[0]  # SQLAlchemy appends the SQL and a link
-        raise UIError(f"--uri {shown(uri)}: the MLflow store cannot be read ({reason})") from error
+        path = sqlite_path(uri)
+        if path is not None:
+            store.ensure_sqlite_store(path, "--uri")
+        found = store.open_existing(uri, "--uri").get_experiment_by_name(name)
+    except UserError as error:
+        raise UIError(str(error).replace(f"--uri={uri}", f"--uri {shown(uri)}")) from error
     return found.experiment_id if found is not None else None
 
 

@@ -87,8 +87,9 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
             location = Path(artifact_location).resolve().as_uri() if artifact_location else None
             try:
                 client.create_experiment(experiment, artifact_location=location)
-            except MlflowException:  # created by a concurrent job in the meantime
-                pass
+            except MlflowException:
+                if client.get_experiment_by_name(experiment) is None:
+                    raise  # not created by a concurrent job in the meantime: the store refused
             found = client.get_experiment_by_name(experiment)
         tidy(client, uri)
         return found.experiment_id
