@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options predict register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -68,10 +68,16 @@ bench: ## The benchmark suite on an idle machine: BENCHMARKS.md, runs/bench/
 bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads
 	$(BIN)/python bench/execution_options.py $(ARGS)
 
-predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier/latest]"
+predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier@champion]"
 	$(BIN)/python predict.py $(ARGS)
 
-register: ## Register the best run's model in the MLflow model registry (ARGS="--name NAME --experiment NAME")
+runs: ## The latest runs with their key params, test accuracy and gap: ARGS="--experiment digits --limit 50"
+	$(BIN)/mnist-runs list $(ARGS)
+
+delete-runs: ## Delete runs (asks first): ARGS="RUN_ID ... [--purge] [--yes]"
+	$(BIN)/mnist-runs delete $(ARGS)
+
+register: ## Register the best run's model as <data>-classifier@champion if it beats the champion (ARGS="--experiment digits")
 	$(BIN)/python -m mnist_runner.serving.registry $(ARGS)
 
 ui: ## The MLflow UI on the project's store; prints the address of the runs' per-epoch charts (PORT=..., ARGS="--experiment NAME")

