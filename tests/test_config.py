@@ -47,10 +47,13 @@ def test_every_experiment_composes(compose_cfg, name):
     assert is_sweep or cfg.tracking.run_name == name
 
 
-def test_sweep_preset_sweeps_the_four_factors():
+def test_sweep_preset_sweeps_the_four_factors_over_three_seeds():
     preset = OmegaConf.load(EXPERIMENTS_DIR / "overfitting_gap.yaml")
     assert preset.hydra.mode == "MULTIRUN"
-    assert set(preset.hydra.sweeper.params) == {"model", "trainer.epochs", "model.dropout", "data.train_samples"}
+    params = preset.hydra.sweeper.params
+    assert set(params) == {"model", "trainer.epochs", "model.dropout", "data.train_samples", "trainer.seed"}
+    # Every configuration repeated: the report's intervals need at least 3 seeds.
+    assert len(str(params["trainer.seed"]).split(",")) >= 3
 
 
 def test_experiments_set_the_course_and_keras_io_recipes(compose_cfg):

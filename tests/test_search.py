@@ -246,11 +246,15 @@ def test_parameter_importances_need_three_completed_trials(tmp_path):
     assert importances["model.dropout"] > importances["trainer.learning_rate"]
 
 
+def store_runs(store):
+    """Every run of the store that is not deleted, whatever its experiment."""
+    client = store.client()
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
 def parent_runs(store):
     """The sweep parent runs in the store that are not deleted."""
-    client = store.client()
-    experiment = client.get_experiment_by_name("mnist")
-    return client.search_runs([experiment.experiment_id], "tags.sweep_role = 'parent'")
+    return [run for run in store_runs(store) if run.data.tags.get("sweep_role") == "parent"]
 
 
 @pytest.mark.e2e
@@ -281,8 +285,7 @@ def test_search_guards_other_settings_a_complete_study_and_repeated_values(tmp_s
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert trials[1].user_attrs["duplicate_of"] == 0 and trials[1].values == trials[0].values
     client = tmp_store.client()
-    experiment_id = client.get_experiment_by_name("mnist").experiment_id
-    children = [run for run in client.search_runs([experiment_id]) if run.data.tags.get("sweep_role") != "parent"]
+    children = [run for run in store_runs(tmp_store) if run.data.tags.get("sweep_role") != "parent"]
     assert sorted(run.data.params["search.trial_number"] for run in children) == ["0", "2", "3"]
 
     # The search logged its parameter importances to its parent run.

@@ -173,3 +173,27 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_store):
     _, parents, children = sweep_runs(tmp_store.uri)
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [c.info.status for c in children] == ["KILLED"]
+
+
+def test_two_configurations_times_three_seeds_report_intervals_on_the_parent_run(tmp_store):
+    done, uri = multirun(tmp_store, "data=digits", "trainer.epochs=2", "model=dense,cnn", "trainer.seed=1,2,3")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (parent,) = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
+    assert len(runs) == 1 + 6
+    local = client.download_artifacts(parent.info.run_id, "report/gap_summary.csv", str(tmp_store.root))
+    summary = pd.read_csv(local)
+    assert sorted(summary["config"]) == ["cnn", "dense"]
+    assert summary["n"].tolist() == [3, 3]
+    for metric in ("gap_final", "gap_best", "test_acc", "val_acc"):
+        assert summary[f"{metric}_sd"].notna().all()
+        assert (summary[f"{metric}_ci_low"] <= summary[f"{metric}_mean"]).all()
+        assert (summary[f"{metric}_mean"] <= summary[f"{metric}_ci_high"]).all()
+    assert set(summary["gap_vs_smallest"]) <= {"smallest", "yes", "no"}
+    # The terminal table: a header, a rule and one line per configuration, all within 100 columns.
+    table = output.split("largest mean final gap first):\n", 1)[1].split("\nper run,", 1)[0].splitlines()
+    assert len(table) == 4 and max(map(len, table)) <= 100, table
+    assert f"the report is logged to the parent run {parent.info.run_name} ({parent.info.run_id})" in output
+    assert f"tags.mlflow.parentRunId%20%3D%20%27{parent.info.run_id}%27" in output
