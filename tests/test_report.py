@@ -278,7 +278,15 @@ def test_final_gap_figure_bars_are_means_with_intervals():
     ax = figure.axes[0]
     bars = [patch.get_width() for patch in ax.patches]
     assert sorted(bars) == pytest.approx(sorted(summary["gap_final_mean"]))
-    assert len(ax.containers) >= 16  # bars and their error bars
+    from matplotlib.container import ErrorbarContainer
+
+    intervals = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(intervals) == 16  # one 95% interval per configuration
+    half_widths = sorted(
+        (c.lines[2][0].get_segments()[0][1][0] - c.lines[2][0].get_segments()[0][0][0]) / 2 for c in intervals
+    )
+    expected = sorted((summary["gap_final_ci_high"] - summary["gap_final_ci_low"]) / 2)
+    assert half_widths == pytest.approx(expected)
     labels = [label.get_text() for label in ax.get_yticklabels()]
     assert "cnn · 10 ep · dropout 0.5 · all samples" in labels and "(" not in "".join(labels)
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
@@ -305,6 +313,17 @@ def test_one_epoch_sweep_has_one_whole_epoch_tick():
     render(figure)
     assert list(figure.axes[0].get_xticks()) == [1]
     assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["cnn", "dense"]
+
+
+def test_close_accuracies_get_plain_distinct_ticks_without_an_offset():
+    runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, gap=lambda i, _: 0.01 + 0.00001 * i)
+    figure = report.accuracy_vs_gap_figure(report.gap_table(runs, swept=["model", "trainer.seed"]))
+    render(figure)
+    ax = figure.axes[0]
+    for axis in (ax.xaxis, ax.yaxis):
+        assert axis.get_offset_text().get_text() == ""
+        labels = [label.get_text() for label in axis.get_ticklabels()]
+        assert len(set(labels)) == len(labels) and not any("e" in label for label in labels), labels
 
 
 def test_number_formats_are_plain_decimals():

@@ -23,7 +23,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 from tabulate import tabulate
 
 from mnist_runner.sweeps import stats
@@ -377,8 +377,9 @@ def colours(count: int) -> list:
 
 def gap_axis(ax, which: str = "x") -> None:
     """Gaps and accuracies as plain decimals, no offset or scientific notation."""
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3f}".rstrip("0").rstrip(".") or "0"))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_formatter(formatter)
 
 
 def legend_beside(ax, handles, labels, title: str | None = None) -> None:
