@@ -90,12 +90,6 @@ def test_a_run_id_is_accepted(compose_cfg):
     schema.validate(compose_cfg(f"resume={RUN_ID}"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # DID NOT RAISE
-    reason="bug: changed_keys checks an override's own key only; a preset (experiment=...) changes other keys "
-    "(model, trainer.epochs) and is accepted, then silently ignored by the resumed run",
-)
 def test_a_preset_that_changes_the_run_is_refused(compose_cfg):
     stored = compose_cfg()
     overrides = [f"resume={RUN_ID}", "experiment=course_cnn"]

@@ -40,6 +40,9 @@ def redact_override(override: str) -> str:
     return f"{key}{sep}{redact(value, key.lstrip('+~'))}" if sep else override
 
 
+MIN_SECRET_LENGTH = 3
+
+
 def secret_values(value: Any, key: str = "") -> set[str]:
     """The credentials inside a config (a plain dict/list tree): the values of
     secret-looking keys and the passwords inside URIs."""
@@ -66,7 +69,10 @@ def scrub_file(path: Path, secrets: set[str]) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     scrubbed = text
-    for secret in sorted(secrets, key=len, reverse=True):  # a longer secret may contain a shorter one
+    # A longer secret may contain a shorter one. Secrets of under 3 characters
+    # are no secrets worth the name, and replacing them everywhere would
+    # garble the files (every "1" for ``api_key=1``).
+    for secret in sorted((s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True):
         scrubbed = scrubbed.replace(secret, "***")
     if scrubbed == text:
         return False
@@ -84,7 +90,10 @@ class _RedactingRecords:
 
     def __call__(self, *args, **kwargs):
         record = self.factory(*args, **kwargs)
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad log call: logging itself reports it later
+            return record
         masked = URI_PASSWORD.sub(r"\1***@", " ".join(redact_override(part) for part in message.split(" ")))
         if masked != message:
             record.msg, record.args = masked, None

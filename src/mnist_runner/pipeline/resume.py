@@ -28,6 +28,7 @@ from mnist_runner.pipeline import checkpoints
 from mnist_runner.tracking import run_history
 
 log = logging.getLogger(__name__)
+MISSING = object()
 
 # What may change when a run continues; anything else would make it another run.
 RESUME_OVERRIDES = {
@@ -117,9 +118,16 @@ def changed_keys(overrides: Sequence[str], cfg: DictConfig, stored: DictConfig) 
     keys = []
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.get_key_element().lstrip("+~")
-        if key == "resume" or key.startswith("hydra."):
+        if key == "resume" or key.startswith(("hydra.", "hydra/")):
             continue
-        if OmegaConf.select(cfg, key) == OmegaConf.select(stored, key):
+        stored_value = OmegaConf.select(stored, key, default=MISSING)
+        if stored_value is MISSING or isinstance(stored_value, DictConfig):
+            # A config group or preset (model=cnn, experiment=course_cnn): another run.
+            raise UserError(
+                f"resume with {override.input_line}: a resumed run keeps its own config, so {key} cannot "
+                "change (a config group or preset makes it another run). Start a new run for that"
+            )
+        if OmegaConf.select(cfg, key) == stored_value:
             continue  # given, but as the run had it
         if key not in RESUME_OVERRIDES:
             allowed = "; ".join(f"{k} ({why})" for k, why in RESUME_OVERRIDES.items())

@@ -78,8 +78,10 @@ def process_alive(pid: int, started: float) -> bool:
     try:
         process = psutil.Process(pid)
         return abs(process.create_time() - started) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:  # it exists, and may be the run's: not certainly gone
+        return True
 
 
 def reap_dead_runs(client, experiment_ids: list[str] | None = None, now: float | None = None) -> list[str]:

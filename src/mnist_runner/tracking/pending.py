@@ -76,8 +76,8 @@ def flush(client, uri: str) -> list[str]:
                         record["run_id"],
                         record["status"],
                     )
+                    written.append(record["run_id"])
                 path.unlink()
-                written.append(record["run_id"])
             except Exception as error:  # try again next time
                 if getattr(error, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":  # the run was deleted
                     path.unlink(missing_ok=True)
