@@ -8,6 +8,13 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
 # What the tests marked browser, server and slurm start for real.
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
+# The Keras backends `make install` installs (pyproject.toml's extras): TensorFlow
+# and JAX for the CPU, or their CUDA builds where the NVIDIA driver shows a GPU.
+BACKENDS ?= $(if $(wildcard /proc/driver/nvidia/gpus/*),gpu,cpu)
+# PyTorch for `make install-torch`. PyPI's Linux wheel is a CUDA build of several
+# GB; for the CPU build add TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
@@ -15,12 +22,16 @@ E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-install: ## Create .venv, install the package with its tests, fetch MNIST
+install: ## Create .venv, install the package with TensorFlow, JAX and its tests, fetch MNIST
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[$(BACKENDS),test]'
 	$(MAKE) data-sources
 	$(MAKE) data
+
+.PHONY: install-torch bench-backends bench-gpu gpu-wheels
+install-torch: ## PyTorch as a third backend (backend=torch): TORCH=..., TORCH_PIP_ARGS=...
+	$(BIN)/python -m pip install '$(TORCH)' $(TORCH_PIP_ARGS)
 
 install-e2e: ## Debian packages for the browser, tracking-server and SLURM tests: chromium, postgresql, slurm-wlm, munge (root)
 	@if [ "$$(id -u)" != 0 ]; then echo "run as root (sudo make install-e2e): apt-get install -y $(E2E_PACKAGES)"; exit 1; fi
@@ -67,6 +78,15 @@ bench: ## The benchmark suite on an idle machine: BENCHMARKS.md, runs/bench/
 
 bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads
 	$(BIN)/python bench/execution_options.py $(ARGS)
+
+bench-backends: ## TensorFlow, JAX, PyTorch side by side, and the runner against plain Keras (bench/results/)
+	$(BIN)/python bench/backends.py $(ARGS)
+
+gpu-wheels: ## Python 3.12 wheels of the runner for an offline GPU machine, into bench/gpu-wheels/
+	bash bench/gpu.sh wheels
+
+bench-gpu: ## On an NVIDIA GPU: bench/backends.py --gpu, after `make gpu-wheels` where pip works
+	bash bench/gpu.sh run $(ARGS)
 
 predict: ## The digit in image files: make predict ARGS="digit.png [--run ID | --model-uri models:/mnist-classifier@champion]"
 	$(BIN)/python predict.py $(ARGS)

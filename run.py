@@ -26,13 +26,16 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_runner import errors, redaction, signals
-from mnist_runner.config import compose, schema
+from mnist_runner.config import compose, runtime, schema
+from mnist_runner.config.backend import activate, of_config
+from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.sweeps import parent
 
 compose.register()
 redaction.redact_logs()  # before Hydra logs anything (its launchers log each job's overrides)
 log = logging.getLogger("run")
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"  # as the user set it
+LAST_TRACKING_URI: str | None = None  # the store of the run under way, for the resume hint
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -62,6 +65,10 @@ def main(cfg: DictConfig) -> dict | None:
 def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     """One run: a new one, or the interrupted run ``resume=<run id>`` continued
     with the config it logged (in the store of ``tracking.uri``)."""
+    activate(run_backend(cfg), deterministic=cfg.trainer.deterministic)  # before anything imports Keras
+    global LAST_TRACKING_URI
+    LAST_TRACKING_URI = cfg.tracking.uri
+    runtime.import_keras(cfg.verbose)
     from mnist_runner.pipeline.experiment import run_experiment
 
     if cfg.resume:
@@ -81,6 +88,16 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     )
 
 
+def run_backend(cfg: DictConfig) -> str:
+    """The Keras backend of the run: a resumed run goes on with the one it used."""
+    if not cfg.resume:
+        return of_config(cfg)
+    from mnist_runner.tracking.run_history import interrupted_run
+
+    run = interrupted_run(cfg.tracking.uri, cfg.resume)
+    return run.data.tags.get("backend") or of_config({"backend": run.data.params.get("backend")})
+
+
 def cli() -> None:
     signals.install_handlers()
     # Hydra prints an exception that escapes it and exits 1; set, this lets it
@@ -94,13 +111,13 @@ def cli() -> None:
         ended = parent.end_early(
             "KILLED", f"interrupted ({interrupt})", f"interrupted ({interrupt}): the sweep was stopped"
         )
-        print(f"interrupted ({interrupt}){sweep_summary(ended)}", file=sys.stderr)
+        print(f"interrupted ({interrupt}){sweep_summary(ended) or resume_hint(interrupt)}", file=sys.stderr)
         sys.exit(getattr(interrupt, "exit_code", 128 + signal.SIGINT))
     except SystemExit as done:
         if done.code not in (0, None):
             parent.end_early("FAILED", f"the sweep exited with code {done.code}", "the sweep ended before this job")
         raise
-    except HydraException as error:  # composing the config failed: nothing ran
+    except (HydraException, OmegaConfBaseException) as error:  # composing the config failed: nothing ran
         if SHOW_TRACEBACKS:
             raise
         print(hydra_message(error), file=sys.stderr)
@@ -120,6 +137,19 @@ def cli() -> None:
         sys.exit(errors.EXIT_FAILED)
 
 
+def resume_hint(interrupt: BaseException) -> str:
+    """The command that continues the interrupted run, when one was under way."""
+    run_id = getattr(interrupt, "run_id", None)
+    if run_id is None:
+        return ""
+    store = (
+        ""
+        if LAST_TRACKING_URI in (None, DEFAULT_TRACKING_URI)
+        else f" tracking.uri={redaction.redact(LAST_TRACKING_URI)}"
+    )
+    return f"; run {run_id} can be resumed: python run.py resume={run_id}{store}"
+
+
 def sweep_summary(ended: parent.SweepEnd | None) -> str:
     if ended is None:
         return ""
@@ -130,10 +160,14 @@ def sweep_summary(ended: parent.SweepEnd | None) -> str:
     )
 
 
-def hydra_message(error: HydraException) -> str:
-    """What Hydra itself prints for a config it cannot compose."""
+def hydra_message(error: Exception) -> str:
+    """What Hydra itself prints for a config it cannot compose, with a hint
+    where Hydra's own one does not work."""
     cause = error.__cause__
-    return str(error) + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else "")
+    message = str(error) + (f"\n{cause}" if isinstance(cause, OmegaConfBaseException) else "")
+    if "tracking.tags" in message:
+        message += "\nSet tags with ++tracking.tags={team: vision} or +tracking.tags.team=vision"
+    return message
 
 
 if __name__ == "__main__":

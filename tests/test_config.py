@@ -21,7 +21,7 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_every_group_option_composes(compose_cfg, group, option):
     cfg = compose_cfg(f"{group}={option}")
-    assert set(cfg) == {*GROUPS, "resume"}
+    assert set(cfg) == {*GROUPS, "resume", "verbose", "backend"}
     if "name" in cfg[group]:
         assert cfg[group].name == option
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from mnist_runner.config import runtime
+from mnist_runner.config.backend import activate, of_config
 from mnist_runner.config.compose import compose_config
 
 if TYPE_CHECKING:  # importing TensorFlow waits until a run starts
@@ -26,6 +28,10 @@ def train(overrides: Sequence[str] = ()) -> RunResult:
     ``UserError`` for bad overrides or data (nothing recorded), anything else
     after the MLflow run was closed FAILED."""
     cfg = compose_config(overrides)
-    from mnist_runner.pipeline.experiment import run_experiment
+    activate(of_config(cfg), deterministic=cfg.trainer.deterministic)  # or BackendMismatch: Keras runs another
+    runtime.import_keras(cfg.verbose)
+    from mnist_runner.pipeline.experiment import run_experiment, summary_line
 
-    return run_experiment(cfg, overrides=list(overrides))
+    result = run_experiment(cfg, overrides=list(overrides))
+    print(summary_line(result, cfg.tracking))  # what run.py prints at the end
+    return result

@@ -19,7 +19,7 @@ def flatten(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict) and node:
+        if isinstance(node, dict):  # an empty one (no tracking.tags) gives no param
             for key, value in node.items():
                 walk(value, f"{prefix}{key}.")
         else:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_runner.config import backend
 from mnist_runner.datasets.catalog import DATASETS, DEFAULT_DATASET
 from mnist_runner.errors import UserError
 
@@ -162,11 +163,15 @@ class TrainerConfig:
             )
 
 
-DEFAULT_EXPERIMENT = "mnist"
+# The experiment that commands (compare, predict, register, the UI) open by
+# default: the default data set's, as runs log into their data set's experiment.
+DEFAULT_EXPERIMENT = DEFAULT_DATASET
 # The lengths MLflow's database columns hold (SQLite does not enforce them,
 # PostgreSQL and MySQL do).
 MAX_EXPERIMENT_NAME = 256
 MAX_RUN_NAME = 250
+MAX_TAG_KEY = 250
+MAX_TAG_VALUE = 8000
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -179,10 +184,16 @@ def within_limit(key: str, value: str, limit: int) -> None:
 @dataclass
 class TrackingConfig:
     uri: str = "sqlite:///${project_root:}/runs/mlflow.db"
-    experiment: str = DEFAULT_EXPERIMENT
+    # One experiment per data set, so that runs, and the best run, are
+    # compared within one data set.
+    experiment: str = "${data.name}"
     artifact_location: Optional[str] = "${project_root:}/runs/mlartifacts"
     run_name: Optional[str] = None
     log_model: bool = True
+    tags: Dict[str, str] = field(default_factory=dict)
+    description: Optional[str] = None
+    system_metrics: bool = True
+    system_metrics_interval: float = 10.0
 
     def __post_init__(self) -> None:
         require(bool(self.experiment.strip()), "tracking.experiment", self.experiment, "must not be empty")
@@ -194,6 +205,15 @@ class TrackingConfig:
             "tracking.uri",
             self.uri,
             "a URI such as sqlite:///abs/path/mlflow.db or http://127.0.0.1:5000",
+        )
+        for key, value in self.tags.items():
+            within_limit("tracking.tags key", str(key), MAX_TAG_KEY)
+            within_limit(f"tracking.tags.{key}", str(value), MAX_TAG_VALUE)
+        require(
+            self.system_metrics_interval >= 1,
+            "tracking.system_metrics_interval",
+            self.system_metrics_interval,
+            "seconds between samples, at least 1",
         )
 
 
@@ -219,6 +239,8 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
 
     Raises ``ConfigError`` naming the first bad key, its value and what is allowed.
     """
+    require(isinstance(cfg.get("verbose", False), bool), "verbose", cfg.get("verbose"), "true or false")
+    backend.check(cfg.get("backend", backend.DEFAULT))
     resume = cfg.get("resume")
     if resume is not None:
         require(

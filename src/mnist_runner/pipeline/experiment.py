@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,17 +21,18 @@ import keras
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_runner.config import params, schema
+from mnist_runner.config import backend, params, schema
 from mnist_runner.datasets.loader import Dataset, load_dataset
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DATA_CACHE_DIR
 from mnist_runner.pipeline import checkpoints
+from mnist_runner.pipeline.model_card import model_card
 from mnist_runner.pipeline.models import build_model
 from mnist_runner.pipeline.preprocess import fit_preprocessing
 from mnist_runner.pipeline.resume import Resume, checkpoint_folder
 from mnist_runner.pipeline.session import prepare_session
 from mnist_runner.pipeline.splits import Split, split_training_data
-from mnist_runner.pipeline.training import compile_model, evaluate_test_set, fit, history_frame, summarize_history
+from mnist_runner.pipeline.training import compile_model, fit, history_frame, predict_test_set, summarize_history
 from mnist_runner.redaction import redact_override
 from mnist_runner.tracking import links, provenance, records, store
 from mnist_runner.tracking.epoch_logger import EpochLogger
@@ -73,7 +75,7 @@ def run_experiment(
     experiment_id = store.connect(track.uri, track.experiment, track.artifact_location)
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
-    prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"))
+    prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"), backend.of_config(cfg))
     eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
 
     dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
@@ -90,7 +92,17 @@ def run_experiment(
 
     tags = run_tags(cfg, dataset, shown_overrides, resume, extra_tags or {})
     run_name = track.run_name or f"{cfg.model.name}-{dataset.name}"
-    with tracked_run(experiment_id, run_name, tags, parent_run_id, resume.run_id if resume else None) as run:
+    inputs = records.dataset_inputs(dataset.name, dataset.checksum, dataset.source, split_digests(cfg, split))
+    with tracked_run(
+        experiment_id,
+        run_name,
+        tags,
+        parent_run_id,
+        resume.run_id if resume else None,
+        description=track.get("description"),
+        # .get: a resumed run logged before these options existed.
+        system_metrics_interval=track.system_metrics_interval if track.get("system_metrics") else None,
+    ) as run:
         run_id = run.info.run_id
         log.info("MLflow run %s %s (experiment %r)", run_id, "resumed" if resume else "started", track.experiment)
         if resume:
@@ -98,6 +110,7 @@ def run_experiment(
         else:
             records.log_config(OmegaConf.to_container(cfg, resolve=True), params.flatten(cfg), list(overrides))
             records.log_derived(derived_params(split, dataset, rescale, model))
+            records.log_datasets(inputs)
         earlier = resume.history if resume else None
         # The checkpoint before the logger: a resume can then log an epoch
         # whose logging was cut short, and never logs one twice.
@@ -128,30 +141,55 @@ def run_experiment(
                 records.keep_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
             raise
         history = joined(earlier, fitted.history)
-        records.log_history(history)
-        test, predicted = evaluate_test_set(model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size)
+        # The test set is predicted in a thread while the history is logged: the
+        # backend computes outside Python's interpreter lock.
+        with ThreadPoolExecutor(1, thread_name_prefix="test-set") as pool:
+            testing = pool.submit(
+                predict_test_set, model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size
+            )
+            records.log_history(history)
+            tested = testing.result()
+        test, predicted = tested.metrics, tested.predicted
         metrics = {**test, **summarize_history(history), "fit_seconds": fitted.seconds}
-        records.log_test_results(metrics, dataset.y_test, predicted, dataset.num_classes)
-        if track.log_model:
-            records.log_model(model, dataset.x_test[:5])
+        card = model_card(cfg, dataset, split, metrics, model)
+        # The model first, so that its test metrics and data set can be linked to it.
+        model_id = (
+            records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
+        )
+        records.log_model_description(records.model_summary(model), card)
+        records.log_test_results(
+            metrics, dataset.y_test, predicted, dataset.num_classes, model_id=model_id, test_input=inputs["test"]
+        )
     if folder:
         checkpoints.remove(folder)
 
-    log.info(
-        "test_accuracy=%.4f  final_overfit_gap=%+.4f  best val_accuracy=%.4f at epoch %d  (%.1f s training)",
-        metrics["test_accuracy"],
-        metrics["final_overfit_gap"],
-        metrics["best_val_accuracy"],
-        metrics["best_epoch"],
-        fitted.seconds,
+    result = RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
+    log.info("%s", summary_line(result, track))
+    return result
+
+
+def summary_line(result: RunResult, track: DictConfig) -> str:
+    """The result of a run in two lines, for the console (run.py, train())."""
+    metrics = result.metrics
+    return (
+        f"test_accuracy={metrics['test_accuracy']:.4f}  final_overfit_gap={metrics['final_overfit_gap']:+.4f}  "
+        f"best val_accuracy={metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}  "
+        f"({metrics['fit_seconds']:.1f} s training)\n"
+        f"MLflow run {result.run_id} (experiment {track.experiment!r}); open it: "
+        f"{links.ui_hint(track.uri, result.experiment_id, result.run_id)}"
     )
-    log.info(
-        "MLflow run %s (experiment %r); open it: %s",
-        run_id,
-        track.experiment,
-        links.ui_hint(track.uri, experiment_id, run_id),
-    )
-    return RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
+
+
+def split_digests(cfg: DictConfig, split: Split) -> dict[str, str]:
+    """What makes each part of the data what it is, for its MLflow dataset digest:
+    the training subset and hold-out depend on these settings; the test set does not."""
+    data, trainer = cfg.data, cfg.trainer
+    chosen = f"samples={data.train_samples}:validation={trainer.validation_split}:seed={trainer.seed}"
+    return {
+        "train": f"{chosen}:train:{len(split.y_train)}",
+        "validation": f"{chosen}:validation:{len(split.y_val)}",
+        "test": "test",
+    }
 
 
 def check_writable(folder: str | None, key: str) -> None:
@@ -182,6 +220,8 @@ def run_tags(
         **provenance.git_tags(),
         **provenance.environment_tags(),
     }
+    # The user's tags first: the runner's own keep their meaning.
+    tags = {**{str(k): str(v) for k, v in cfg.tracking.get("tags", {}).items()}, **tags}
     if resume:
         return {**tags, "resumed_from_epoch": str(resume.epochs_done)}
     return {**tags, "overrides": shown_overrides, **extra}

