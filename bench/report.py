@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGN = {"<=": "≤", ">=": "≥", "within": "±"}
+# bench/backends.py writes the end of BENCHMARKS.md from this line on; a new page keeps it.
+BACKENDS_SECTION = "<!-- The section below is written by bench/backends.py (make bench-backends, make bench-gpu). -->"
 
 METHODS = """\
 ## How each figure is measured
@@ -128,7 +130,8 @@ in this one invocation. Median of n repetitions, with the smallest and largest.
 ![each figure against its target]({plot})
 
 {METHODS.format(**settings)}"""
-    path.write_text(page)
+    kept = path.read_text().partition(BACKENDS_SECTION) if path.exists() else ("", "", "")
+    path.write_text(page + (f"\n{kept[1]}{kept[2]}" if kept[1] else ""))
     return table(results)
 
 

@@ -1,0 +1,464 @@
+"""Keras backends: choosing one (``backend=``, ``mnist_runner.config.backend``)
+and every feature of a run on TensorFlow and JAX, and on PyTorch where it is
+installed (``make install-torch``).
+
+Keras picks its backend once per process, so the runs on each backend are
+real ``python run.py`` processes; the fast tests above them check the
+choosing, the refusals and the backend-specific pieces without training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from PIL import Image
+
+from mnist_runner.config import backend
+from mnist_runner.errors import UserError
+from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.tracking import provenance
+
+CORE = ["tensorflow", "jax"]  # what `make install` installs: every feature is tested on both
+WITH_TORCH = CORE + (["torch"] if backend.installed("torch") else [])
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+ENV.pop("KERAS_BACKEND", None)
+# Numbers that differ from run to run by nature: wall times and the machine's load.
+UNSTABLE = ("fit_seconds", "system/")
+
+
+# -- choosing a backend, without training ------------------------------------------
+
+
+def test_the_default_is_tensorflow_and_auto_is_offered(compose_cfg):
+    assert compose_cfg().backend == "tensorflow" == backend.DEFAULT
+    assert set(backend.CHOICES) == {"tensorflow", "jax", "torch", "auto"}
+
+
+@pytest.mark.parametrize("value", ["theano", "TensorFlow", "", None])
+def test_an_unknown_backend_is_refused_naming_the_choices(value):
+    with pytest.raises(UserError, match="choose one of tensorflow, jax, torch, auto"):
+        backend.check(value)
+
+
+def test_a_backend_that_is_not_installed_is_refused_saying_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(backend, "installed", lambda name: name != "torch")
+    with pytest.raises(UserError, match="backend=torch: torch is not installed here; install it with make install-t"):
+        backend.check("torch")
+    backend.check("auto")  # auto picks among what is installed
+
+
+def test_validate_checks_the_backend_before_anything_loads(compose_cfg):
+    from mnist_runner.config import schema
+
+    cfg = compose_cfg("backend=jax")
+    schema.validate(cfg)
+    cfg.backend = "mxnet"
+    with pytest.raises(UserError, match="backend='mxnet' is not allowed"):
+        schema.validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "gpu, model_type, expected",
+    [(False, "dense", "jax"), (False, "cnn", "tensorflow"), (True, "dense", "jax"), (True, "cnn", "jax")],
+)
+def test_auto_picks_the_measured_fastest_backend_per_model_and_hardware(monkeypatch, gpu, model_type, expected):
+    monkeypatch.setattr(backend, "has_nvidia_gpu", lambda: gpu)
+    assert backend.resolve("auto", model_type) == expected
+    assert backend.resolve("torch", model_type) == "torch"
+    assert backend.resolve(None, model_type) == "tensorflow"  # a run logged before the key: TensorFlow
+
+
+def test_auto_falls_back_to_an_installed_backend(monkeypatch):
+    monkeypatch.setattr(backend, "has_nvidia_gpu", lambda: False)
+    monkeypatch.setattr(backend, "installed", lambda name: name == "tensorflow")
+    assert backend.resolve("auto", "dense") == "tensorflow"
+    monkeypatch.setattr(backend, "installed", lambda name: False)
+    with pytest.raises(UserError, match="none of tensorflow, jax, torch is installed"):
+        backend.resolve("auto", "dense")
+
+
+def test_presets_and_the_model_decide_auto(compose_cfg, monkeypatch):
+    monkeypatch.setattr(backend, "has_nvidia_gpu", lambda: False)
+    assert backend.of_config(compose_cfg("backend=auto")) == "jax"
+    assert backend.of_config(compose_cfg("backend=auto", "experiment=fast_convnet")) == "tensorflow"
+    assert backend.of_config(compose_cfg("backend=torch", "model=cnn")) == "torch"
+
+
+def test_another_backend_than_the_loaded_one_is_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setattr(backend, "loaded", lambda: "tensorflow")
+    backend.activate("tensorflow")
+    with pytest.raises(backend.BackendMismatch) as refused:
+        backend.activate("jax")
+    message = str(refused.value)
+    assert "Keras in this process already runs on tensorflow" in message
+    assert "python run.py backend=jax" in message and "KERAS_BACKEND=jax" in message
+
+
+def test_the_python_api_refuses_a_backend_other_than_the_one_keras_runs(monkeypatch):
+    import keras
+
+    from mnist_runner import train
+
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    with pytest.raises(backend.BackendMismatch, match=f"backend={other}: Keras in this process already runs on"):
+        train([f"backend={other}"])
+
+
+def test_the_pipeline_refuses_a_config_for_another_backend_before_any_run():
+    import keras
+
+    from mnist_runner.pipeline.session import prepare_session
+
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    with pytest.raises(backend.BackendMismatch):
+        prepare_session(1, False, "float32", other)
+
+
+def test_activate_sets_the_backend_and_jax_cache_before_keras_loads(monkeypatch, tmp_path):
+    monkeypatch.setattr(backend, "loaded", lambda: None)
+    monkeypatch.setattr(backend, "JAX_CACHE_DIR", tmp_path / "cache")
+    for name in ("KERAS_BACKEND", "JAX_COMPILATION_CACHE_DIR", "XLA_FLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    backend.activate("jax", deterministic=True)
+    assert os.environ["KERAS_BACKEND"] == "jax"
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "cache")
+    assert "--xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
+    backend.activate("jax")
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere", "the user's own cache wins"
+
+
+def importing(finder, module: str, importer: str):
+    """``finder.find_spec(module)`` as seen from code in module ``importer``."""
+    namespace = {"__name__": importer, "finder": finder, "module": module}
+    exec("result = finder.find_spec(module)", namespace)
+    return namespace["result"]
+
+
+def test_other_frameworks_are_kept_out_only_where_a_run_never_uses_them():
+    on_tensorflow = backend.SkipUnusedImports("tensorflow")
+    with pytest.raises(ModuleNotFoundError):
+        importing(on_tensorflow, "jax", "keras.src.callbacks.orbax_checkpoint")
+    with pytest.raises(ModuleNotFoundError):
+        importing(on_tensorflow, "jax", "tensorflow.lite.python.util")
+    assert importing(on_tensorflow, "jax", "__main__") is None, "the user's own import of JAX works"
+    assert importing(on_tensorflow, "tensorflow", "keras.src.utils.module_utils") is None
+
+    on_jax = backend.SkipUnusedImports("jax")
+    assert importing(on_jax, "jax", "keras.src.callbacks.orbax_checkpoint") is None
+    with pytest.raises(ModuleNotFoundError):
+        importing(on_jax, "tensorflow", "keras.src.utils.module_utils")
+    assert importing(on_jax, "tensorflow", "__main__") is None
+
+
+def test_a_sweep_over_backends_needs_a_process_per_job():
+    basic = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+    joblib = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+    submitit = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    backend.check_sweep(["jax", "jax"], basic)
+    backend.check_sweep(["tensorflow", "jax"], submitit)
+    for launcher in (basic, joblib):
+        with pytest.raises(UserError, match="this sweep trains on jax and tensorflow") as refused:
+            backend.check_sweep(["tensorflow", "jax"], launcher)
+        assert "hydra/launcher=submitit_local" in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "jax", "torch"])
+def test_the_logged_model_requires_the_backend_it_was_trained_on(monkeypatch, name):
+    monkeypatch.setattr(provenance, "keras_backend", lambda: name)
+    requirements = provenance.model_requirements()
+    assert requirements[0].startswith("keras==")
+    if name == "tensorflow":
+        assert requirements[1].startswith("tensorflow==")
+    elif backend.installed(name):
+        assert any(r.startswith(f"{name}==") for r in requirements)
+
+
+def test_run_tags_name_the_backend_the_device_and_the_versions():
+    import keras
+
+    tags = provenance.environment_tags()
+    assert tags["backend"] == keras.backend.backend()
+    assert tags["device"].startswith(("CPU: ", "GPU: "))
+    assert tags["version.keras"] == keras.__version__
+
+
+def test_pytorch_runs_one_batch_per_call_instead_of_failing(monkeypatch):
+    import keras
+
+    from mnist_runner.pipeline import training
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    assert training.effective_steps_per_execution(32) == 1
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert training.effective_steps_per_execution(32) == 32
+
+
+# -- every feature on every backend: real runs ----------------------------------------
+
+
+def run_py(store, *overrides, multirun=False, sweep_dir="sweep", timeout=600):
+    places = store.overrides(sweep_dir=sweep_dir) if multirun else store.overrides(run_dir="hydra")
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides, *places]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=store.root, env=ENV)
+
+
+def runs_of(store, experiment):
+    client = store.client()
+    found = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([found.experiment_id], order_by=["attributes.start_time"]) if found else []
+
+
+def stable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith(UNSTABLE)}
+
+
+def digit_png(folder, index=0):
+    from mnist_runner.datasets.loader import load_dataset
+
+    mnist = load_dataset("mnist")
+    path = folder / f"digit-{index}.png"
+    Image.fromarray(mnist.x_test[index]).save(path)
+    return path, int(mnist.y_test[index])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", WITH_TORCH)
+def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp_store, name):
+    """bfloat16 training, the gap, checkpoints, tags, the logged model with
+    its requirements; then the registry and predict.py load that model in
+    processes that run Keras on TensorFlow."""
+    done = run_py(
+        tmp_store,
+        f"backend={name}",
+        "trainer.precision=mixed_bfloat16",
+        "data.train_samples=3000",
+        "trainer.epochs=3",
+        "trainer.train_eval_samples=500",
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    client, [run] = runs_of(tmp_store, "mnist")
+    run_id = run.info.run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.params["backend"] == name and run.data.params["trainer.precision"] == "mixed_bfloat16"
+    assert run.data.tags["backend"] == name
+    assert run.data.tags["device"].startswith(("CPU: ", "GPU: "))
+    backend_package = {"tensorflow": "version.tensorflow", "jax": "version.jax", "torch": "version.torch"}[name]
+    assert any(tag.startswith(backend_package) for tag in run.data.tags), run.data.tags
+    assert [m.step for m in client.get_metric_history(run_id, "overfit_gap")] == [1, 2, 3]
+    assert run.data.metrics["test_accuracy"] > 0.8
+    assert not (tmp_store.checkpoints / run_id).exists(), "a finished run removes its checkpoints"
+
+    import mlflow
+
+    from mnist_runner.serving import logged_models
+
+    mlflow.set_tracking_uri(tmp_store.uri)
+    _, model = logged_models.run_with_model(client, run_id)
+    requirements_file = mlflow.pyfunc.get_model_dependencies(model.model_uri)
+    requirements = open(requirements_file).read().split()
+    assert any(line.startswith("keras==") for line in requirements)
+    assert any(line.startswith(f"{name}==") for line in requirements), requirements
+
+    image, digit = digit_png(tmp_store.root)
+    registered = subprocess.run(
+        [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", tmp_store.uri, "--run", run_id, "--name", "m"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    for which in (["--run", run_id], ["--model-uri", "models:/m@champion"]):
+        predicted = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "predict.py"), str(image), *which, "--uri", tmp_store.uri],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=ENV,
+        )
+        assert predicted.returncode == 0, predicted.stderr[-2000:]
+        assert predicted.stdout.splitlines()[1].split()[1] == str(digit), predicted.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", CORE)
+def test_the_same_seed_twice_in_one_process_gives_identical_numbers(tmp_store, name):
+    """Determinism on the CPU, and the session reset between two runs of one process (the Python API)."""
+    overrides = [
+        f"backend={name}",
+        "data.train_samples=2000",
+        "trainer.epochs=2",
+        "model.dropout=0.2",
+        "tracking.log_model=false",
+        *tmp_store.overrides(),
+    ]
+    script = textwrap.dedent(
+        f"""
+        import json
+        from mnist_runner import train
+        results = [train({overrides!r}) for _ in range(2)]
+        print("RESULT", json.dumps([{{"metrics": r.metrics, "history": r.history.to_dict("list")}} for r in results]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=tmp_store.root, env=ENV
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    first, second = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert stable(first["metrics"]) == stable(second["metrics"])
+    assert first["history"] == second["history"]
+    _, runs = runs_of(tmp_store, "mnist")
+    assert [r.data.tags["backend"] for r in runs] == [name, name]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", WITH_TORCH)
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_sweeps_in_process_and_in_worker_processes(tmp_store, name, launcher):
+    done = run_py(
+        tmp_store,
+        f"hydra/launcher={launcher}",
+        f"backend={name}",
+        "data=digits",
+        "trainer.epochs=2",
+        "trainer.seed=1,2",
+        "tracking.log_model=false",
+        multirun=True,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    _, runs = runs_of(tmp_store, "digits")
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert {r.data.tags["backend"] for r in children} == {name}
+    assert (tmp_store.root / "sweep" / "report" / "gap_report.csv").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", CORE)
+def test_search_prunes_a_hopeless_trial(tmp_store, name):
+    import optuna
+
+    storage = f"sqlite:///{tmp_store.root / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
+    for learning_rate in (0.01, 0.01, 0.000001):  # the third cannot learn in 3 epochs
+        study.enqueue_trial({"trainer.learning_rate": learning_rate, "trainer.optimizer": "adam"})
+    done = run_py(
+        tmp_store,
+        f"backend={name}",
+        "hydra/sweeper=optuna_search",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=tiny",
+        "hydra.sweeper.pruning_warmup_epochs=1",
+        "trainer.learning_rate=tag(log, interval(0.000001, 0.05))",
+        "trainer.optimizer=choice(adam, rmsprop)",
+        "data=digits",
+        "trainer.epochs=3",
+        "tracking.log_model=false",
+        multirun=True,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
+    assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
+    _, runs = runs_of(tmp_store, "digits")
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    assert {r.data.tags["backend"] for r in children} == {name}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", CORE)
+def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend(tmp_store, name):
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        f"backend={name}",
+        "data=digits",
+        "trainer.epochs=40",
+        "tracking.log_model=false",
+        *tmp_store.overrides(run_dir="hydra"),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("Epoch 3/"):
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, _ = process.communicate(timeout=300)
+    assert process.returncode == 143, ("".join(output) + rest)[-3000:]
+    client, [run] = runs_of(tmp_store, "digits")
+    assert run.info.status == "KILLED" and run.data.tags["backend"] == name
+    run_id = run.info.run_id
+
+    # Resumed from a process whose command line names no backend: the run's own is used.
+    done = run_py(tmp_store, f"resume={run_id}")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    client, [run] = runs_of(tmp_store, "digits")
+    assert run.info.status == "FINISHED" and run.data.tags["backend"] == name
+    assert int(run.data.tags["resumed_from_epoch"]) >= 2
+    assert sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")}) == list(range(1, 41))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", CORE)
+def test_a_diverging_run_fails_with_its_reason(tmp_store, name):
+    done = run_py(
+        tmp_store,
+        f"backend={name}",
+        "data=digits",
+        "trainer.optimizer=sgd",
+        # At 1e6 TensorFlow's loss becomes NaN, while JAX's stays finite at the
+        # clipped cross-entropy's maximum (its softmax is computed stably) and
+        # the run ends at chance accuracy; a rate this large overflows on both.
+        "trainer.learning_rate=1e12",
+        "tracking.log_model=false",
+    )
+    assert done.returncode == 1, (done.stdout + done.stderr)[-3000:]
+    assert "training diverged: the loss became nan in epoch 1" in done.stdout + done.stderr
+    _, runs = runs_of(tmp_store, "digits")
+    assert [r.info.status for r in runs] == ["FAILED"]
+
+
+@pytest.mark.e2e
+def test_a_sweep_over_backends_fails_at_once_in_one_process_and_runs_with_a_process_per_job(tmp_store):
+    jobs = ("backend=tensorflow,jax", "data=digits", "trainer.epochs=1", "tracking.log_model=false")
+    refused = run_py(tmp_store, *jobs, multirun=True, sweep_dir="refused", timeout=120)
+    assert refused.returncode == 2, (refused.stdout + refused.stderr)[-3000:]
+    assert "this sweep trains on jax and tensorflow" in refused.stdout + refused.stderr
+    assert runs_of(tmp_store, "digits")[1] == [], "refused before any run"
+
+    done = run_py(tmp_store, "hydra/launcher=submitit_local", *jobs, multirun=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    _, runs = runs_of(tmp_store, "digits")
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    assert sorted(r.data.tags["backend"] for r in children) == ["jax", "tensorflow"]
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+@pytest.mark.e2e
+def test_jax_can_keep_the_training_set_on_the_device(tmp_store):
+    """The GPU path (``pipeline.device_data``), forced on the CPU: the same run, batches gathered on the device."""
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "backend=jax",
+        "data=digits",
+        "trainer.epochs=3",
+        "tracking.log_model=false",
+        *tmp_store.overrides(run_dir="hydra"),
+    ]
+    env = {**ENV, "MNIST_RUNNER_DEVICE_DATA": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_store.root, env=env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "training data on the device" in done.stdout + done.stderr
+    client, [run] = runs_of(tmp_store, "digits")
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] > 0.5
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "overfit_gap")] == [1, 2, 3]
