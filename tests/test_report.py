@@ -150,6 +150,41 @@ def test_two_configurations_times_three_seeds_known_statistics():
     assert cnn["gap_vs_smallest"] == stats.SMALLEST
 
 
+def test_effect_of_each_setting_known_numbers():
+    noise = {"1": -0.001, "2": 0.0, "3": 0.001}
+
+    def gap(i, combination):
+        model, dropout = combination
+        dense = model == "dense"
+        return 0.02 + 0.01 * dense - (0.006 if dense else 0.004) * (dropout == "0.5") + noise[str(i % 3 + 1)]
+
+    settings = {"params.model.name": ["dense", "cnn"], "params.model.dropout": ["0.0", "0.5"]}
+    runs = repeats_frame(settings, gap=gap)
+    effects = report.effects_table(report.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"]))
+    model, dropout = effects.iloc[0], effects.iloc[1]
+    # cnn -> dense: +0.010 and +0.008 (with dropout) -> mean +0.009, sd 0.0014142, t(0.975, 1) = 12.706.
+    assert (model["from"], model["to"], model["pairs"]) == ("cnn", "dense", 2)
+    assert model["gap_change_mean"] == pytest.approx(0.009)
+    assert model["gap_change_ci_high"] - model["gap_change_mean"] == pytest.approx(12.7062 * 0.001, rel=1e-4)
+    # dropout 0 -> 0.5: -0.006 (dense) and -0.004 (cnn): mean -0.005, same half width.
+    assert (dropout["from"], dropout["to"]) == ("dropout 0", "dropout 0.5")
+    assert dropout["gap_change_mean"] == pytest.approx(-0.005)
+    # Each pair's difference is far beyond the seed noise (sd 0.001).
+    assert (model["pairs_tested"], model["pairs_beyond_noise"]) == (2, 2)
+    headers, rows = report.effects_rows(effects)
+    assert rows[1] == ["dropout 0 → dropout 0.5", "2", "-0.0050", "[-0.0177, +0.0077]", "2 of 2"]
+    table = report.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"])
+    markdown = report.report_markdown(report.summary_table(table), table, effects)
+    assert "## The effect of each setting on the final gap" in markdown and "cnn → dense" in markdown
+
+
+def test_effects_with_one_seed_cannot_tell():
+    runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, seeds=("42",))
+    effects = report.effects_table(report.gap_table(runs, swept=["model"]))
+    assert effects["pairs_tested"].tolist() == [0]
+    assert report.effects_rows(effects)[1][0][-1] == "cannot tell"
+
+
 def test_one_seed_says_it_cannot_tell():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, seeds=("42",))
     summary = report.summary_table(report.gap_table(runs, swept=["model"]))

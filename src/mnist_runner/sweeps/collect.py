@@ -1,7 +1,8 @@
 """The runs of a sweep or an experiment, from MLflow, made into the gap
 report's files (``report`` makes the tables and draws the figures):
-``gap_report.md`` (per configuration, then per run), ``gap_report.csv`` (per
-run), ``gap_summary.csv`` (per configuration) and three PNG figures."""
+``gap_report.md`` (per configuration, the effect of each setting, per run),
+``gap_report.csv`` (per run), ``gap_summary.csv`` (per configuration),
+``gap_effects.csv`` (per setting) and three PNG figures."""
 
 from __future__ import annotations
 
@@ -44,11 +45,13 @@ def build_report(
         raise LookupError("no runs to compare")
     table = report.gap_table(runs, swept)
     summary = report.summary_table(table)
+    effects = report.effects_table(table)
     gaps = {run_id: metric_series(client, run_id, "overfit_gap") for run_id in table["run_id"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "gap_report.csv", index=False)
     summary.to_csv(out_dir / "gap_summary.csv", index=False)
-    markdown = report.report_markdown(summary, table)
+    effects.to_csv(out_dir / "gap_effects.csv", index=False)
+    markdown = report.report_markdown(summary, table, effects)
     hint = None
     if parent_run_id is not None:
         uri = client.tracking_uri
@@ -65,6 +68,8 @@ def build_report(
         report.terminal_table(summary),
         out_dir,
     )
+    if not effects.empty:
+        log.info("the effect of each setting on the final gap:\n%s", report.effects_terminal_table(effects))
     if hint:
         log.info("%s", hint)
     return table

@@ -315,18 +315,108 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return tabulate(rows, headers, tablefmt="pipe", disable_numparse=True)
 
 
-def report_markdown(summary: pd.DataFrame, table: pd.DataFrame, title: str = "Overfitting-gap report") -> str:
-    """The whole report: per configuration (with the methods), then per run."""
-    return "\n\n".join(
-        [
-            f"# {title}",
-            f"## Per configuration ({len(summary)}), largest mean final gap first",
-            METHODS,
-            summary_markdown(summary),
-            f"## Per run ({len(table)}), largest final gap first",
-            to_markdown(table),
+def effects_table(table: pd.DataFrame) -> pd.DataFrame:
+    """What changing one setting does to the final gap, the others held fixed.
+
+    For each factor with two values: every pair of configurations that differ
+    only in it gives a difference of mean final gaps (second value minus
+    first). ``gap_change_mean`` is the mean of those differences with a 95 %
+    t-interval over them (``_ci_low``, ``_ci_high``): how large the change is
+    on average, and how consistent across the other settings. ``pairs_tested``
+    counts the pairs Welch's test could compare (n >= 2 on both sides),
+    ``pairs_beyond_noise`` those where p < 0.05."""
+    factors = factor_names(table)
+    rows = []
+    for factor in factors:
+        values = ordered_values(table[factor])
+        if len(values) != 2:
+            continue
+        first, second = values
+        others = [name for name in factors if name != factor]
+        groups = [group for _, group in table.groupby(others, dropna=False)] if others else [table]
+        differences, tested, beyond = [], 0, 0
+        for group in groups:
+            before = group.loc[group[factor] == first, "gap_final"].dropna()
+            after = group.loc[group[factor] == second, "gap_final"].dropna()
+            if before.empty or after.empty:
+                continue
+            differences.append(after.mean() - before.mean())
+            p = stats.welch_test(after, before)
+            if not math.isnan(p):
+                tested += 1
+                beyond += p < stats.ALPHA
+        interval = stats.t_interval(differences)
+        rows.append(
+            {
+                "setting": factor,
+                "from": format_setting(factor, first),
+                "to": format_setting(factor, second),
+                "pairs": len(differences),
+                "gap_change_mean": interval.mean,
+                "gap_change_ci_low": interval.low,
+                "gap_change_ci_high": interval.high,
+                "pairs_tested": tested,
+                "pairs_beyond_noise": beyond,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def signed(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:+.4f}"
+
+
+def effects_rows(effects: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the effects table, for Markdown and the terminal."""
+    headers = ["change", "pairs", "final gap change", "95% CI", "pairs beyond noise"]
+    rows = []
+    for _, row in effects.iterrows():
+        interval = (
+            ""
+            if pd.isna(row["gap_change_ci_low"])
+            else f"[{signed(row['gap_change_ci_low'])}, {signed(row['gap_change_ci_high'])}]"
+        )
+        tested = f"{row['pairs_beyond_noise']} of {row['pairs_tested']}" if row["pairs_tested"] else "cannot tell"
+        change = f"{row['from']} → {row['to']}"
+        rows.append([change, str(row["pairs"]), signed(row["gap_change_mean"]), interval, tested])
+    return headers, rows
+
+
+EFFECTS_METHOD = (
+    "Each row compares the configurations that differ only in one setting: *final gap change* is the mean, over "
+    "those pairs, of the difference in mean final gap, with a 95% t-interval over the pairs; "
+    "*pairs beyond noise* counts the pairs whose difference Welch's test finds significant (p < 0.05)."
+)
+
+
+def report_markdown(
+    summary: pd.DataFrame,
+    table: pd.DataFrame,
+    effects: pd.DataFrame | None = None,
+    title: str = "Overfitting-gap report",
+) -> str:
+    """The whole report: per configuration (with the methods), the effect of
+    each setting, then per run."""
+    parts = [
+        f"# {title}",
+        f"## Per configuration ({len(summary)}), largest mean final gap first",
+        METHODS,
+        summary_markdown(summary),
+    ]
+    if effects is not None and not effects.empty:
+        headers, rows = effects_rows(effects)
+        parts += [
+            "## The effect of each setting on the final gap",
+            EFFECTS_METHOD,
+            tabulate(rows, headers, tablefmt="pipe", disable_numparse=True),
         ]
-    )
+    parts += [f"## Per run ({len(table)}), largest final gap first", to_markdown(table)]
+    return "\n\n".join(parts)
+
+
+def effects_terminal_table(effects: pd.DataFrame) -> str:
+    """The effects table for a terminal (a few short lines)."""
+    return text_table(*effects_rows(effects))
 
 
 def text_table(headers: list[str], rows: list[list]) -> str:
