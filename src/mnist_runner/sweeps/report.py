@@ -74,15 +74,30 @@ def param_column(key: str) -> str:
 
 def varying_params(runs: pd.DataFrame) -> list[str]:
     """Params that differ between runs and are set for all of them: what a
-    set of runs not launched as one sweep compared."""
-    columns = []
-    for column in runs.columns:
-        if not column.startswith("params.") or column.removeprefix("params.").startswith(NOT_SWEPT):
-            continue
-        values = runs[column]
-        if values.notna().all() and values.nunique() > 1:
+    set of runs not launched as one sweep compared. Config groups' names come
+    first, then the other keys alphabetically; a param that only restates
+    another (``model.type`` beside ``model.name``) is left out."""
+    candidates = [
+        column
+        for column in runs.columns
+        if column.startswith("params.")
+        and not column.removeprefix("params.").startswith(NOT_SWEPT)
+        and runs[column].notna().all()
+        and runs[column].nunique() > 1
+    ]
+    names = [param_column(group) for group in GROUPS]
+    candidates.sort(key=lambda column: (column not in names, column))
+    columns: list[str] = []
+    for column in candidates:
+        if not any(same_partition(runs[column], runs[kept]) for kept in columns):
             columns.append(column)
     return columns
+
+
+def same_partition(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two params split the runs into the same groups (one determines the other)."""
+    pairs = pd.DataFrame({"a": a.astype(str), "b": b.astype(str)}).drop_duplicates()
+    return pairs["a"].is_unique and pairs["b"].is_unique
 
 
 def parse_number(value) -> int | float | None:
