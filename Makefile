@@ -50,7 +50,7 @@ data: ## Fetch, verify and cache MNIST and Fashion-MNIST under runs/data
 run: ## Train and track one run: make run ARGS="model=cnn trainer.epochs=3"
 	$(BIN)/python run.py $(ARGS)
 
-sweep: ## The overfitting-gap sweep on MNIST (16 jobs): experiments/overfitting_gap.yaml
+sweep: ## The overfitting-gap sweep on MNIST (16 configurations x 3 seeds): experiments/overfitting_gap.yaml
 	$(BIN)/python run.py experiment=overfitting_gap $(ARGS)
 
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
