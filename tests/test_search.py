@@ -90,9 +90,7 @@ def test_search_runs_trials_as_child_runs_and_resumes(tmp_store):
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
 
-    client = tmp_store.client()
-    experiment = client.get_experiment_by_name("mnist")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = store_runs(tmp_store)
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
@@ -113,10 +111,7 @@ def test_hopeless_trial_is_pruned_and_its_run_killed(tmp_store):
     run_search(tmp_store, 3, "hydra.sweeper.pruning_warmup_epochs=1")
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    client = tmp_store.client()
-    runs = client.search_runs(
-        [client.get_experiment_by_name("mnist").experiment_id], "params.search.trial_number = '2'"
-    )
+    runs = [run for run in store_runs(tmp_store) if run.data.params.get("search.trial_number") == "2"]
     assert runs[0].info.status == "KILLED"
     assert runs[0].data.tags["failure_reason"].startswith("RunPruned: pruned by the search after epoch 1")
 
