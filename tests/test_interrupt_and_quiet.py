@@ -1,0 +1,173 @@
+"""``python run.py`` as people see it (issue 14): the run id at the start, the
+resume command when a run is interrupted, resuming a run interrupted in its
+first epoch, a quiet console (no TensorFlow start-up lines, no retracing
+warnings, no download progress bars) unless ``verbose=true``, and the hint
+for tags given without ``+``.
+
+Each test starts ``python run.py`` as a user would: without the
+TF_CPP_MIN_LOG_LEVEL that the ``run_cli`` fixture sets, so that the quiet
+console is the runner's own doing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from mnist_runner.paths import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+# What TensorFlow prints from C++ while it loads, and its Python warnings.
+TF_START_UP = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard")
+NOISE = (*TF_START_UP, "retracing", "Downloading artifacts")
+
+
+def user_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MNIST_RUNNER_VERBOSE")}
+    env["PYTHONUNBUFFERED"] = "1"  # lines arrive as they are written
+    return env
+
+
+def run_py(tmp_store, *overrides: str, run_dir: str = "hydra", timeout: int = 300) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *tmp_store.overrides(run_dir=run_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_store.root, env=user_env())
+
+
+@dataclass
+class Interrupted:
+    output: str  # stdout and stderr, interleaved
+    returncode: int
+    run_id: str | None
+
+
+def interrupt(
+    tmp_store, when: str, signum: int, *overrides: str, timeout: int = 300, after_signal: int = 120
+) -> Interrupted:
+    """Start ``python run.py``, send ``signum`` once a line containing
+    ``when`` is printed, and wait up to ``after_signal`` seconds for the
+    process to end (then kill it: ``returncode`` is -9)."""
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *tmp_store.overrides(run_dir="hydra")]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_store.root,
+        env=user_env(),
+    )
+    lines, run_id, deadline = [], None, time.monotonic() + timeout
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "MLflow run " in line and " started (experiment" in line:
+                run_id = line.split("MLflow run ", 1)[1].split()[0]
+            if when in line:
+                process.send_signal(signum)
+                break
+            if time.monotonic() > deadline:
+                break
+        try:
+            rest, _ = process.communicate(timeout=after_signal)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rest, _ = process.communicate()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return Interrupted("".join(lines) + rest, process.returncode, run_id)
+
+
+def without_noise(output: str) -> None:
+    shown = [line for line in output.splitlines() if any(marker in line for marker in NOISE)]
+    assert not shown, "\n".join(shown)
+
+
+def test_a_run_interrupted_in_its_first_epoch_is_resumed_from_the_start(tmp_store):
+    first = interrupt(tmp_store, "Epoch 1/", signal.SIGINT, "data=digits", "trainer.epochs=3")
+
+    assert first.returncode == 130, first.output
+    run_id = first.run_id
+    assert run_id and len(run_id) == 32, first.output
+    hint = (
+        f"interrupted (SIGINT); run {run_id} can be resumed: python run.py resume={run_id} tracking.uri={tmp_store.uri}"
+    )
+    assert hint in first.output
+    without_noise(first.output)
+    client = tmp_store.client()
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert not list((tmp_store.checkpoints / run_id).glob("*")), "no epoch ended, so no checkpoint"
+
+    resumed = run_py(tmp_store, f"resume={run_id}", run_dir="hydra-resume")
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    output = resumed.stdout + resumed.stderr
+    assert f"resuming run {run_id} (dense-digits, KILLED) from epoch 0 of 3" in output
+    assert f"MLflow run {run_id} resumed (experiment 'digits')" in output
+    without_noise(output)  # reading the run's config.yaml back shows no progress bar
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["resumed_from_epoch"] == "0"
+    assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2, 3]
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # the same run, not a new one
+    # run.py's summary line, as train() prints it
+    accuracy = run.data.metrics["test_accuracy"]
+    assert f"test_accuracy={accuracy:.4f}  final_overfit_gap=" in output
+    assert f"MLflow run {run_id} (experiment 'digits'); open it: " in output
+
+
+@pytest.fixture(scope="module")
+def stopped_verbose(tmp_path_factory):
+    """A verbose run stopped with SIGTERM in its first epoch."""
+    from helpers import TempStore
+
+    tmp_store = TempStore(tmp_path_factory.mktemp("stopped_verbose"))
+    stopped = interrupt(tmp_store, "Epoch 1/", signal.SIGTERM, "data=digits", "trainer.epochs=2", "verbose=true")
+    return tmp_store, stopped
+
+
+def test_sigterm_prints_the_resume_command(stopped_verbose):
+    tmp_store, stopped = stopped_verbose
+    assert stopped.returncode == 143, stopped.output[-3000:]
+    run_id = stopped.run_id
+    assert run_id, stopped.output[-3000:]
+    assert (
+        f"interrupted (SIGTERM); run {run_id} can be resumed: python run.py resume={run_id} "
+        f"tracking.uri={tmp_store.uri}"
+    ) in stopped.output
+    assert tmp_store.client().get_run(run_id).info.status == "KILLED"
+
+
+def test_verbose_brings_back_tensorflow_start_up_lines(stopped_verbose):
+    _, stopped = stopped_verbose
+    assert any(marker in stopped.output for marker in TF_START_UP), stopped.output[:3000]
+
+
+@pytest.mark.xfail(
+    strict=False,  # it depends on where the signal lands
+    reason="bugs: a run stopped right after 'MLflow run <id> started' has no config.yaml yet, so the resume "
+    "run.py offers fails ('no such run with a config.yaml'); and run.py was seen to hang there (2 of about 30 "
+    "tries): the system-metrics thread waits for an import lock the interrupted main thread left held, while "
+    "end_run joins that thread",
+)
+def test_a_run_stopped_as_it_starts_ends_and_can_be_resumed_as_offered(tmp_store):
+    stopped = interrupt(tmp_store, "MLflow run ", signal.SIGTERM, "data=digits", "trainer.epochs=2", after_signal=60)
+    assert stopped.returncode == 143, f"did not end within 60 s of SIGTERM:\n{stopped.output[-2000:]}"
+    assert f"run {stopped.run_id} can be resumed" in stopped.output
+    resumed = run_py(tmp_store, f"resume={stopped.run_id}", run_dir="hydra-resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert tmp_store.client().get_run(stopped.run_id).info.status == "FINISHED"
+
+
+def test_tags_without_plus_get_a_hint(tmp_store):
+    done = run_py(tmp_store, "data=digits", "tracking.tags={team: vision}", timeout=120)
+    assert done.returncode == 2
+    assert "Set tags with ++tracking.tags={team: vision} or +tracking.tags.team=vision" in done.stderr
+    assert not tmp_store.db.exists()  # nothing ran
