@@ -29,11 +29,10 @@ def multirun(store, *overrides):
 
 
 def sweep_runs(uri):
+    """(client, parent runs, child runs) in the store, whatever the experiment (it follows the data set)."""
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("mnist")
-    if experiment is None:
-        return client, [], []
-    runs = client.search_runs([experiment.experiment_id])
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
     return client, parents, children
@@ -179,10 +178,9 @@ def test_two_configurations_times_three_seeds_report_intervals_on_the_parent_run
     done, uri = multirun(tmp_store, "data=digits", "trainer.epochs=2", "model=dense,cnn", "trainer.seed=1,2,3")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    (parent,) = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
-    assert len(runs) == 1 + 6
+    client, parents, children = sweep_runs(uri)
+    (parent,) = parents
+    assert len(children) == 6
     local = client.download_artifacts(parent.info.run_id, "report/gap_summary.csv", str(tmp_store.root))
     summary = pd.read_csv(local)
     assert sorted(summary["config"]) == ["cnn", "dense"]
