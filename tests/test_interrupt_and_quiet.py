@@ -150,13 +150,6 @@ def test_verbose_brings_back_tensorflow_start_up_lines(stopped_verbose):
     assert any(marker in stopped.output for marker in TF_START_UP), stopped.output[:3000]
 
 
-@pytest.mark.xfail(
-    strict=False,  # it depends on where the signal lands
-    reason="bugs: a run stopped right after 'MLflow run <id> started' has no config.yaml yet, so the resume "
-    "run.py offers fails ('no such run with a config.yaml'); and run.py was seen to hang there (2 of about 30 "
-    "tries): the system-metrics thread waits for an import lock the interrupted main thread left held, while "
-    "end_run joins that thread",
-)
 def test_a_run_stopped_as_it_starts_ends_and_can_be_resumed_as_offered(tmp_store):
     stopped = interrupt(tmp_store, "MLflow run ", signal.SIGTERM, "data=digits", "trainer.epochs=2", after_signal=60)
     assert stopped.returncode == 143, f"did not end within 60 s of SIGTERM:\n{stopped.output[-2000:]}"

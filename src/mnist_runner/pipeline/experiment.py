@@ -21,6 +21,7 @@ import keras
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_runner import signals
 from mnist_runner.config import backend, params, schema
 from mnist_runner.datasets.loader import Dataset, load_dataset
 from mnist_runner.errors import UserError
@@ -104,13 +105,17 @@ def run_experiment(
         system_metrics_interval=track.system_metrics_interval if track.get("system_metrics") else None,
     ) as run:
         run_id = run.info.run_id
-        log.info("MLflow run %s %s (experiment %r)", run_id, "resumed" if resume else "started", track.experiment)
-        if resume:
-            records.log_epochs(resume.unlogged_history())
-        else:
-            records.log_config(OmegaConf.to_container(cfg, resolve=True), params.flatten(cfg), list(overrides))
-            records.log_derived(derived_params(split, dataset, rescale, model))
-            records.log_datasets(inputs)
+        # A stop signal now waits until the config is logged: every run that
+        # is stopped can be resumed.
+        with signals.stops_deferred():
+            if resume:
+                records.log_epochs(resume.unlogged_history())
+            else:
+                records.log_config(OmegaConf.to_container(cfg, resolve=True), params.flatten(cfg), list(overrides))
+                records.log_derived(derived_params(split, dataset, rescale, model))
+                records.log_datasets(inputs)
+            log.info("MLflow run %s %s (experiment %r)", run_id, "resumed" if resume else "started", track.experiment)
+        signals.raise_if_pending()
         earlier = resume.history if resume else None
         # The checkpoint before the logger: a resume can then log an epoch
         # whose logging was cut short, and never logs one twice.

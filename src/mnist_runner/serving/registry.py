@@ -55,8 +55,12 @@ class Outcome:
     champion_accuracy: float | None = None
 
     @property
+    def already_champion(self) -> bool:
+        return not self.promoted and self.version is not None and self.version.run_id == self.candidate_run_id
+
+    @property
     def shortfall(self) -> float | None:
-        if self.promoted or self.champion_accuracy is None:
+        if self.promoted or self.already_champion or self.champion_accuracy is None:
             return None
         return self.champion_accuracy - self.candidate_accuracy
 

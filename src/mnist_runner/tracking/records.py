@@ -113,7 +113,7 @@ def log_datasets(inputs: Mapping[str, MetaDataset]) -> None:
 
 def model_summary(model: keras.Model) -> str:
     lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
     return "\n".join(lines) + "\n"
 
 

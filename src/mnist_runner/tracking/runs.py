@@ -52,7 +52,9 @@ def tracked_run(
     all_tags = {**tags, **liveness.process_tags()}
     if system_metrics_interval:
         mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
-    with store_errors(uri, "tracking.uri"):
+    # A stop signal while the run starts is noted and raised once it has
+    # started (see signals): a run stopped then is closed KILLED, not lost.
+    with store_errors(uri, "tracking.uri"), signals.stops_deferred():
         if resume_run_id:
             client = MlflowClient()
             if "failure_reason" in client.get_run(resume_run_id).data.tags:

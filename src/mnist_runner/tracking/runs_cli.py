@@ -63,13 +63,14 @@ def runs_table(client, experiment: str, limit: int):
 
 
 def show(table) -> str:
-    """The table as text that fits 100 columns: run ids cut to 12 characters
-    (enough to tell runs apart; ``mlflow runs describe`` takes the whole one)."""
+    """The table as text that fits 100 columns: run ids cut to 8 characters
+    (enough to tell runs apart; ``mlflow runs describe`` takes the whole
+    one) and run names to 14."""
     if table.empty:
         return "no runs"
     shown = table.copy()
-    shown["run_id"] = shown["run_id"].str[:12]
-    shown["name"] = shown["name"].fillna("").str[:18]
+    shown["run_id"] = shown["run_id"].str[:8]
+    shown["name"] = shown["name"].fillna("").str[:14]
     return shown.to_string(
         index=False,
         na_rep="",
