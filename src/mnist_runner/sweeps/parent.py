@@ -133,6 +133,23 @@ def finish_parent_run(info: SweepInfo, out_dir: Path, status: str = "FINISHED", 
     return table
 
 
+def discard_active() -> str | None:
+    """Remove this process's open parent run, for a sweep that runs no job (a
+    search whose study is complete, or refused): it is closed, deleted from
+    the experiment, and the sweep's end finds no sweep to report on. Returns
+    its run id, None without one."""
+    info = _active
+    if info is None:
+        return None
+    import mlflow
+
+    sweep_dir = Path(info.sweep_dir)
+    finish_parent_run(info, sweep_dir / "report", status="KILLED")  # no child: no report; stops the heartbeat
+    mlflow.MlflowClient(tracking_uri=info.tracking_uri).delete_run(info.parent_run_id)
+    (sweep_dir / SWEEP_FILE).unlink(missing_ok=True)
+    return info.parent_run_id
+
+
 def close_children(info: SweepInfo, reason: str, wait_seconds: float = 0) -> int:
     """End the sweep's child runs that are still RUNNING, KILLED with ``reason``,
     once their processes are gone (waiting up to ``wait_seconds`` for that:

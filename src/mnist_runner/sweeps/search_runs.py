@@ -8,7 +8,6 @@ The search sweeper runs in the process that opened the parent run
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
@@ -41,16 +40,5 @@ def log_importances(importances: dict[str, float], objective: str) -> None:
 
 def discard_parent_run() -> str | None:
     """Remove the open parent run of a search that runs no trial (its study is
-    complete, or refused): it is closed, deleted from the experiment, and the
-    sweep's end finds no sweep to report on. Returns its run id, None without one."""
-    info = parent.active()
-    if info is None:
-        return None
-    from mlflow import MlflowClient
-
-    sweep_dir = Path(info.sweep_dir)
-    # No child run: no report to write; this closes the run and stops its heartbeat.
-    parent.finish_parent_run(info, sweep_dir / "report", status="KILLED")
-    MlflowClient(tracking_uri=info.tracking_uri).delete_run(info.parent_run_id)
-    (sweep_dir / parent.SWEEP_FILE).unlink(missing_ok=True)
-    return info.parent_run_id
+    complete, or refused); see ``parent.discard_active``."""
+    return parent.discard_active()
