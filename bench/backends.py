@@ -101,8 +101,9 @@ class Bench:
         return seconds, done.stdout
 
     def runner(self, backend: str, overrides: list[str], label: str, jax_cache: Path | None = None) -> dict:
-        """One ``python run.py`` process; its times from the process and from MLflow."""
-        store = self.tmp / f"store-{self.count}"
+        """One ``python run.py`` process; its times from the process and from MLflow. All
+        runs log to one store, as a user's runs do (a new store costs its creation once)."""
+        store = self.tmp / "store"
         command = [
             PYTHON,
             str(ROOT / "run.py"),
@@ -134,13 +135,14 @@ class Bench:
 
 
 def logged_times(store: Path) -> dict:
-    """Per-epoch times of the only run in ``store``: the epochs' metrics are
+    """Per-epoch times of the latest run in ``store``: the epochs' metrics are
     logged as each epoch ends, so their timestamps are its clock."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
     experiments = [e.experiment_id for e in client.search_experiments()]
-    [run] = client.search_runs(experiments, "attributes.status = 'FINISHED'")
+    [run] = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=1)
+    assert run.info.status == "FINISHED", run.info
     stamps = sorted((m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "loss"))
     ends = [stamp / 1000 for _, stamp in stamps]
     durations = [later - earlier for earlier, later in zip(ends, ends[1:])]
@@ -262,7 +264,8 @@ def fmt(value, digits=2, suffix="") -> str:
 def load_note(part: dict, cores: int) -> str:
     before, after = part["load_before"], part["load_after"]
     busy = " **busy: above the core count**" if max(before[0], after[0]) > cores else ""
-    return f"load average (1 min) {before[0]:.2f} before, {after[0]:.2f} after{busy}"
+    when = part.get("measured", "")
+    return f"measured {when}, load average (1 min) {before[0]:.2f} before, {after[0]:.2f} after{busy}"
 
 
 def render(results: dict, title: str) -> str:
@@ -272,8 +275,7 @@ def render(results: dict, title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        f"`{results['command']}` on {results['started']} ({results['minutes']:.1f} minutes): {hardware}"
-        f"{m['cpu']}, {m['cores']} cores; Python {m['python']}, {versions}.",
+        f"`{results['command']}`: {hardware}{m['cpu']}, {m['cores']} cores; Python {m['python']}, {versions}.",
         "",
     ]
     parts = results["parts"]
@@ -378,11 +380,16 @@ def main() -> None:
             else:
                 raise SystemExit(f"unknown part {part!r}")
             if figures is not None:
-                results["parts"][part] = {**figures, "load_before": before, "load_after": load()}
+                measured = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                results["parts"][part] = {**figures, "load_before": before, "load_after": load(), "measured": measured}
     results["minutes"] = (time.time() - started) / 60
     print(render(results, "results"))
     if not args.no_write:
-        (RESULTS / ("gpu.json" if args.gpu else "backends.json")).write_text(json.dumps(results, indent=1) + "\n")
+        path = RESULTS / ("gpu.json" if args.gpu else "backends.json")
+        if path.exists():  # parts measured before and not again now stay
+            earlier = json.loads(path.read_text())
+            results["parts"] = {**earlier.get("parts", {}), **results["parts"]}
+        path.write_text(json.dumps(results, indent=1) + "\n")
         write_section()
 
 

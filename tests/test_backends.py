@@ -53,6 +53,14 @@ def test_a_backend_that_is_not_installed_is_refused_saying_how_to_install_it(mon
     backend.check("auto")  # auto picks among what is installed
 
 
+def test_a_preset_can_set_the_backend(compose_cfg, tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "dense_on_jax.yaml").write_text("# @package _global_\nbackend: jax\n")
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    assert compose_cfg(searchpath, "experiment=dense_on_jax").backend == "jax"
+    assert compose_cfg(searchpath, "experiment=dense_on_jax", "backend=torch").backend == "torch"
+
+
 def test_validate_checks_the_backend_before_anything_loads(compose_cfg):
     from mnist_runner.config import schema
 
