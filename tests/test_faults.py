@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+from importlib.metadata import version
 
 import mlflow
 import pandas as pd
@@ -134,4 +135,4 @@ def test_same_config_and_seed_give_identical_metrics(run_cli):
         histories = [[m.value for m in client.get_metric_history(r.info.run_id, name)] for r in runs]
         assert histories[0] == histories[1]
     assert runs[0].data.tags["data_checksum"] == runs[1].data.tags["data_checksum"]
-    assert runs[0].data.tags["version.keras"]
+    assert runs[0].data.tags["version.keras"] == version("keras")
