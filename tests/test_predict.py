@@ -154,7 +154,7 @@ def test_cli_bad_image_exits_2_with_one_line_naming_it(trained, rendered, tmp_pa
     [
         ({"run_id": "0123456789abcdef"}, "--run 0123456789abcdef: no such run"),
         ({"experiment": "nope"}, "--experiment nope: no such experiment"),
-        ({"model_uri": "models:/nope/latest"}, "--model-uri models:/nope/latest: no model there"),
+        ({"model_uri": "models:/nope@champion"}, "--model-uri models:/nope@champion: no model there"),
     ],
 )
 def test_unknown_run_experiment_or_model_is_a_clear_error(trained, choice, message):
@@ -189,10 +189,10 @@ def test_register_then_predict_from_the_registry(trained, reference, rendered):
         env=ENV,
     )
     assert done.returncode == 0, done.stderr
-    assert f"registered model 'digits-test' version 1 (READY) from run {run_id}" in done.stdout
-    assert "models:/digits-test/latest" in done.stdout
+    assert f"registered model 'digits-test' version 1 from run {run_id}" in done.stdout
+    assert "as @champion" in done.stdout and "models:/digits-test@champion" in done.stdout
 
-    from_registry = predict.choose_model(uri, model_uri="models:/digits-test/latest")
+    from_registry = predict.choose_model(uri, model_uri="models:/digits-test@champion")
     assert from_registry.model_input == reference[0].model_input
     files = rendered["dark_on_light_28.png"][:20]
     via_registry = predict.predict_files(files, from_registry)
@@ -205,13 +205,13 @@ def test_register_then_predict_from_the_registry(trained, reference, rendered):
     info = mlflow.models.get_model_info("models:/digits-test/1")
     assert info.signature.inputs.inputs[0].shape == (-1, 28, 28)
 
-    # The best run again: no second version of the same model.
+    # The best run again: it already is the champion, no second version.
     again = registry.register(uri, name="digits-test")
-    assert again.version in (1, "1")
+    assert again.already_champion and again.version.version in (1, "1")
     assert len(mlflow.MlflowClient(uri).search_model_versions("name = 'digits-test'")) == 1
 
 
 def test_register_names_the_model_after_the_data_set(trained):
     uri, run_id = trained
-    version = registry.register(uri, run_id=run_id)
+    version = registry.register(uri, run_id=run_id).version
     assert version.name == "mnist-classifier" and version.status == "READY" and version.run_id == run_id

@@ -205,12 +205,6 @@ def test_predict_py_reads_an_8x8_digits_image_with_a_digits_model(digits_run, tm
     assert int(digit) == int(model.predict(prepared, verbose=0).argmax())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: serving/images.py mnist_style shrinks every digit to a box of round(8 * 20/28) = 6 of 8 "
-    "pixels and re-centres it, but scikit-learn's digits fill the 8x8 field (all 360 test digits are 8 rows "
-    "tall), so a digits model scores ~15% on its own test images saved as PNG files (~87% on the arrays)",
-)
 def test_digits_images_saved_as_files_get_the_predictions_of_the_arrays(digits_run, tmp_path):
     """The 360 digits test images as PNG files: the model's predictions on the
     prepared files agree with its predictions on the arrays, as they do for

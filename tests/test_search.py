@@ -298,3 +298,15 @@ def test_best_trial_is_described_with_readable_numbers(tmp_path):
     assert search.describe_trial(study.best_trial, "val_accuracy") == (
         "0: trainer.learning_rate=0.0005754 -> best_val_accuracy 0.2523"
     )
+
+
+def test_failed_trials_count_towards_n_trials_but_interrupted_ones_do_not():
+    """A search whose trials all fail ends after n_trials (it ran on forever);
+    a trial cut short by an interrupted search is run again."""
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    cut_short = study.ask()
+    study._storage.set_trial_system_attr(cut_short._trial_id, search.INTERRUPTED, True)
+    study.tell(cut_short, state=optuna.trial.TrialState.FAIL)
+    assert search.counted_trials(study) == 2

@@ -190,11 +190,6 @@ def test_early_stopping_keeps_the_best_epochs_weights(store):
 # -- determinism stays with its job ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pipeline/session.py prepare_session enables TensorFlow's op determinism for a job with "
-    "trainer.deterministic=true and never disables it, so every later job of the process runs with it",
-)
 def test_determinism_does_not_leak_into_the_next_job_of_the_process(store, monkeypatch):
     from tensorflow.python.framework import config as tf_config
 

@@ -24,6 +24,7 @@ from mnist_runner.errors import UserError
 from mnist_runner.sweeps.trials import median_pruner
 
 log = logging.getLogger(__name__)
+INTERRUPTED = "mnist_runner.interrupted"  # a trial's system attribute
 
 
 def distribution(override: Override):
@@ -223,6 +224,7 @@ def make_study(conf: SearchSweeperConf, settings: dict[str, str] | None = None):
     study_id = storage.get_study_id_from_name(conf.study_name)
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_system_attr(trial_id, INTERRUPTED, True)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         log.info("trial %d was left running by an interrupted search: marked FAIL", trial.number)
     study.sampler = optuna.samplers.TPESampler(seed=conf.seed + len(study.trials))
@@ -230,11 +232,14 @@ def make_study(conf: SearchSweeperConf, settings: dict[str, str] | None = None):
 
 
 def counted_trials(study) -> int:
-    """Trials that count towards ``n_trials``: completed or pruned."""
+    """Trials that count towards ``n_trials``: completed, pruned or failed,
+    as Optuna's own ``optimize(n_trials=...)`` counts them (a search whose
+    every trial fails would otherwise never end)."""
     import optuna
 
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    # A trial cut short by an interrupted search is run again: it does not count.
+    return sum(not t.system_attrs.get(INTERRUPTED) for t in study.get_trials(deepcopy=False, states=states))
 
 
 def finished_trials(study) -> list:

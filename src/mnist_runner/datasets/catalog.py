@@ -18,6 +18,10 @@ class DatasetInfo:
     pixel_max: int  # the largest pixel value; a model takes raw pixels of this range
     description: str
     num_classes: int = 10
+    # How much of the image the digit's longer side fills: MNIST's 20 of 28
+    # pixels (centred by mass); scikit-learn's digits fill the whole 8x8
+    # field. Predict prepares image files the same way.
+    digit_box: float = 20 / 28
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -26,7 +30,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("mnist", 60_000, 10_000, (28, 28), 255, "handwritten digits"),
         DatasetInfo("fashion_mnist", 60_000, 10_000, (28, 28), 255, "Zalando's clothing images"),
         # scikit-learn's 1,797 images, of which a fixed stratified 20% is the test set.
-        DatasetInfo("digits", 1_437, 360, (8, 8), 16, "scikit-learn's 8x8 digits, offline"),
+        DatasetInfo("digits", 1_437, 360, (8, 8), 16, "scikit-learn's 8x8 digits, offline", digit_box=1.0),
     )
 }
 DEFAULT_DATASET = "mnist"

@@ -38,19 +38,29 @@ def prepare_session(
         forget_traced_gradients()
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_global_policy(precision)
-    if deterministic:
-        enable_determinism(name)
+    set_determinism(name, deterministic)
 
 
-def enable_determinism(name: str) -> None:
+def set_determinism(name: str, deterministic: bool) -> None:
+    """Deterministic kernels for this job, or not: set either way, since the
+    setting is process-wide and would otherwise leak from one job of an
+    in-process sweep into the next."""
     if name == "tensorflow":
         import tensorflow as tf
 
-        tf.config.experimental.enable_op_determinism()
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
+        else:
+            # TensorFlow has no public switch back; this is the one its own enable uses.
+            from tensorflow.python.framework import config as tf_config
+
+            disable = getattr(tf_config, "disable_op_determinism", None)
+            if disable is not None:
+                disable()
     elif name == "torch":
         import torch
 
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
     # JAX: XLA's deterministic GPU kernels are a start-up flag, set by
     # ``config.backend.activate`` before JAX starts.
 

@@ -125,13 +125,15 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255
 
 
-def light_on_dark(gray: np.ndarray) -> np.ndarray:
+def light_on_dark(gray: np.ndarray, border_noise: bool = True) -> np.ndarray:
     """The digit as ink in [0, 1] on a zero background, like MNIST.
 
     The background is the median of the border pixels; when it is lighter than
     the middle of the image's range the digit is dark on light and the image
     is inverted. Everything up to the border's noise (none in a clean PNG)
     becomes 0 and the strongest ink 1, so a clean MNIST image stays as it is.
+    Without ``border_noise`` (a digit that fills its field touches the
+    border, whose pixels then are ink, not noise) only the background goes.
     """
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or min(gray.shape) < 2:
@@ -141,7 +143,7 @@ def light_on_dark(gray: np.ndarray) -> np.ndarray:
     # Three times the 90th percentile: above the largest of thousands of
     # Gaussian noise values (about 4 sigma); a few strokes touching the border
     # do not count.
-    noise = min(3 * float(np.percentile(np.abs(border - background), 90)), MAX_NOISE)
+    noise = min(3 * float(np.percentile(np.abs(border - background), 90)), MAX_NOISE) if border_noise else 0.0
     if background > (float(gray.min()) + float(gray.max())) / 2:
         gray, background = 1 - gray, 1 - background
     peak = float(gray.max())
@@ -198,19 +200,41 @@ def center_by_mass(digit: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return field
 
 
-def mnist_style(gray: np.ndarray, shape: Sequence[int] = (28, 28), pixel_max: int = 255) -> np.ndarray:
+def mnist_style(
+    gray: np.ndarray, shape: Sequence[int] = (28, 28), pixel_max: int = 255, box: float = BOX_FRACTION
+) -> np.ndarray:
     """A grayscale image (light intensities) -> a uint8 ``shape`` array of
-    values 0..``pixel_max``, light digit on black, sized and centered as MNIST."""
-    ink = light_on_dark(gray)
-    factor = digit_scale(ink, side=max(1, round(max(shape) * BOX_FRACTION)))
-    digit = rescale(crop_to_ink(ink), factor)
-    return np.rint(center_by_mass(digit, shape) * pixel_max).astype(np.uint8)
+    values 0..``pixel_max``, light digit on black, its longer side ``box`` of
+    the field: centred by mass as MNIST was, or, where the digit fills the
+    field (``box`` 1, scikit-learn's digits), centred in it."""
+    if box < 1:
+        ink = light_on_dark(gray)
+        digit = rescale(crop_to_ink(ink), digit_scale(ink, side=max(1, round(max(shape) * box))))
+        field = center_by_mass(digit, shape)
+    elif tuple(gray.shape) == tuple(shape):  # already the field, as scikit-learn's digits are: taken as it is
+        field = light_on_dark(gray, border_noise=False)
+    else:
+        digit = crop_to_ink(light_on_dark(gray, border_noise=False))
+        field = center_by_box(rescale(digit, max(shape) / max(digit.shape)), shape)
+    return np.rint(field * pixel_max).astype(np.uint8)
 
 
-def prepare_image(path: str | Path, shape: Sequence[int] = (28, 28), pixel_max: int = 255) -> np.ndarray:
+def center_by_box(digit: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """``digit`` pasted in the middle of a zero field of ``shape``; what would
+    fall outside is cut off."""
+    field = np.zeros(tuple(shape), dtype=np.float32)
+    height, width = min(digit.shape[0], shape[0]), min(digit.shape[1], shape[1])
+    top, left = (shape[0] - height) // 2, (shape[1] - width) // 2
+    field[top : top + height, left : left + width] = digit[:height, :width]
+    return field
+
+
+def prepare_image(
+    path: str | Path, shape: Sequence[int] = (28, 28), pixel_max: int = 255, box: float = BOX_FRACTION
+) -> np.ndarray:
     """The image file at ``path`` as a model input (see ``mnist_style``)."""
     try:
-        return mnist_style(read_grayscale(path), shape, pixel_max)
+        return mnist_style(read_grayscale(path), shape, pixel_max, box)
     except ImageError as error:
         message = str(error)
         raise ImageError(message if message.startswith(f"{path}:") else f"{path}: {message}") from error

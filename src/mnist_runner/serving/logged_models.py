@@ -31,6 +31,7 @@ class ModelInput:
 
     shape: tuple[int, ...]
     pixel_max: int
+    digit_box: float = 20 / 28  # how much of the field a digit fills (see datasets.catalog)
 
 
 def open_store(uri: str) -> MlflowClient:
@@ -122,4 +123,5 @@ def model_input(client: MlflowClient, model_uri: str) -> tuple[ModelInput, str |
             f"--model-uri {model_uri}: its run ({info.run_id}) has data.name={data_name!r}, so the pixel "
             f"range is unknown; models trained by this project on {list(DATASETS)} have one"
         )
-    return ModelInput(shape=shape, pixel_max=DATASETS[data_name].pixel_max), info.run_id
+    info_ = DATASETS[data_name]
+    return ModelInput(shape=shape, pixel_max=info_.pixel_max, digit_box=info_.digit_box), info.run_id

@@ -85,7 +85,9 @@ def choose_model(
 
 def load_images(paths: Sequence[str | Path], model_input: logged_models.ModelInput) -> np.ndarray:
     """The image files as one batch of model inputs; the first bad file is an error."""
-    return np.stack([images.prepare_image(path, model_input.shape, model_input.pixel_max) for path in paths])
+    return np.stack(
+        [images.prepare_image(path, model_input.shape, model_input.pixel_max, model_input.digit_box) for path in paths]
+    )
 
 
 def load_keras_model(model_uri: str):
