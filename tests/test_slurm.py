@@ -3,6 +3,7 @@ cluster on 127.0.0.1 (munged, slurmctld, slurmd) running a sweep's jobs."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -149,8 +150,8 @@ def multirun(cluster, store, *overrides, background=False):
 
 def runs_by_role(uri):
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("mnist")
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    experiments = [e.experiment_id for e in client.search_experiments()]  # the data set's own, today
+    runs = client.search_runs(experiments) if experiments else []
     parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
     children = [run for run in runs if run.data.tags.get("sweep_role") != "parent"]
     return client, parents, children
@@ -207,3 +208,30 @@ def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
     assert [child.info.status for child in children] == ["KILLED"]
     assert children[0].data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, tmp_store):
+    sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0,0.5", background=True)
+    try:
+        deadline = time.monotonic() + 240
+        running = []
+        while len(running) < 2 and time.monotonic() < deadline and sweep.poll() is None:
+            time.sleep(1)
+            running = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
+        assert len(running) == 2, "the jobs' MLflow runs never started"
+        sweep.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that submitted the sweep
+        output, _ = sweep.communicate(timeout=180)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 130, output[-3000:]
+    queue = subprocess.run(["squeue", "--noheader"], env=cluster.client_env(), capture_output=True, text=True)
+    assert queue.stdout.strip() == "", f"jobs left in the queue:\n{queue.stdout}"
+    _, parents, children = runs_by_role(uri)
+    assert [parent.info.status for parent in parents] == ["KILLED"]
+    assert len(children) == 2 and all(child.info.status == "KILLED" for child in children), [
+        (child.info.status, child.data.tags.get("failure_reason")) for child in children
+    ]
+    assert (tmp_store.root / "sweep" / "report" / "gap_report.csv").is_file()
