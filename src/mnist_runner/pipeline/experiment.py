@@ -77,7 +77,6 @@ def run_experiment(
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"), backend.of_config(cfg))
-    eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
 
     dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
     split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
@@ -116,61 +115,97 @@ def run_experiment(
                 records.log_datasets(inputs)
             log.info("MLflow run %s %s (experiment %r)", run_id, "resumed" if resume else "started", track.experiment)
         signals.raise_if_pending()
-        earlier = resume.history if resume else None
-        # The checkpoint before the logger: a resume can then log an epoch
-        # whose logging was cut short, and never logs one twice.
+
         folder = checkpoint_folder(cfg, run_id)
-        done_rows = resume.checkpoint.history if resume and resume.checkpoint else []
-        all_callbacks = [checkpoints.EpochCheckpoint(folder, done_rows)] if folder else []
-        all_callbacks += [EpochLogger(), *callbacks]
-        try:
-            fitted = fit(
-                model,
-                (split.x_train, split.y_train),
-                (split.x_val, split.y_val),
-                num_classes=dataset.num_classes,
-                epochs=trainer.epochs,
-                batch_size=trainer.batch_size,
-                eval_batch_size=eval_batch_size,
-                seed=trainer.seed,
-                train_eval_samples=trainer.train_eval_samples,
-                early_stopping=trainer.early_stopping,
-                patience=trainer.patience,
-                callbacks=all_callbacks,
-                initial_epoch=initial_epoch,
-            )
-        except BaseException:
-            # Interrupted or diverged: keep the epochs that did complete, if the store still takes them.
-            completed = getattr(getattr(model, "history", None), "history", None)
-            if completed:
-                records.keep_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
-            raise
-        history = joined(earlier, fitted.history)
-        # The test set is predicted in a thread while the history is logged: the
-        # backend computes outside Python's interpreter lock.
-        with ThreadPoolExecutor(1, thread_name_prefix="test-set") as pool:
-            testing = pool.submit(
-                predict_test_set, model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size
-            )
-            records.log_history(history)
-            tested = testing.result()
-        test, predicted = tested.metrics, tested.predicted
-        metrics = {**test, **summarize_history(history), "fit_seconds": fitted.seconds}
-        card = model_card(cfg, dataset, split, metrics, model)
-        # The model first, so that its test metrics and data set can be linked to it.
-        model_id = (
-            records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
-        )
-        records.log_model_description(records.model_summary(model), card)
-        records.log_test_results(
-            metrics, dataset.y_test, predicted, dataset.num_classes, model_id=model_id, test_input=inputs["test"]
-        )
+        history, seconds = train(cfg, model, split, dataset.num_classes, folder, resume, initial_epoch, callbacks)
+        metrics = test_and_record(cfg, model, dataset, split, history, seconds, inputs["test"])
     if folder:
         checkpoints.remove(folder)
 
     result = RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
     log.info("%s", summary_line(result, track))
     return result
+
+
+def train(
+    cfg: DictConfig,
+    model: keras.Model,
+    split: Split,
+    num_classes: int,
+    folder: Path | None,
+    resume: Resume | None,
+    initial_epoch: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> tuple[pd.DataFrame, float]:
+    """Fit the model, checkpointing and logging every epoch; the whole history
+    (a resumed run's earlier epochs first) and the seconds it trained."""
+    trainer = cfg.trainer
+    earlier = resume.history if resume else None
+    # The checkpoint before the logger: a resume can then log an epoch
+    # whose logging was cut short, and never logs one twice.
+    done_rows = resume.checkpoint.history if resume and resume.checkpoint else []
+    all_callbacks = [checkpoints.EpochCheckpoint(folder, done_rows)] if folder else []
+    all_callbacks += [EpochLogger(), *callbacks]
+    try:
+        fitted = fit(
+            model,
+            (split.x_train, split.y_train),
+            (split.x_val, split.y_val),
+            num_classes=num_classes,
+            epochs=trainer.epochs,
+            batch_size=trainer.batch_size,
+            eval_batch_size=trainer.get("eval_batch_size", trainer.batch_size),
+            seed=trainer.seed,
+            train_eval_samples=trainer.train_eval_samples,
+            early_stopping=trainer.early_stopping,
+            patience=trainer.patience,
+            callbacks=all_callbacks,
+            initial_epoch=initial_epoch,
+        )
+    except BaseException:
+        # Interrupted or diverged: keep the epochs that did complete, if the store still takes them.
+        completed = getattr(getattr(model, "history", None), "history", None)
+        if completed:
+            records.keep_history(joined(earlier, history_frame(completed, first_epoch=initial_epoch + 1)))
+        raise
+    return joined(earlier, fitted.history), fitted.seconds
+
+
+def test_and_record(
+    cfg: DictConfig,
+    model: keras.Model,
+    dataset: Dataset,
+    split: Split,
+    history: pd.DataFrame,
+    seconds: float,
+    test_input,
+) -> dict[str, float]:
+    """Score the test set and record the results: the history, the model with
+    its card and summary, the final metrics (the test ones linked to the
+    model and the test data) and the confusion matrix."""
+    trainer, track = cfg.trainer, cfg.tracking
+    # The test set is predicted in a thread while the history is logged: the
+    # backend computes outside Python's interpreter lock.
+    with ThreadPoolExecutor(1, thread_name_prefix="test-set") as pool:
+        testing = pool.submit(
+            predict_test_set,
+            model,
+            dataset.x_test,
+            dataset.y_test,
+            dataset.num_classes,
+            trainer.get("eval_batch_size", trainer.batch_size),
+        )
+        records.log_history(history)
+        tested = testing.result()
+    metrics = {**tested.metrics, **summarize_history(history), "fit_seconds": seconds}
+    card = model_card(cfg, dataset, split, metrics, model)
+    # The model first, so that its test metrics and data set can be linked to it.
+    model_id = records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
+    records.log_model_description(records.model_summary(model), card)
+    records.log_test_results(
+        metrics, dataset.y_test, tested.predicted, dataset.num_classes, model_id=model_id, test_input=test_input
+    )
+    return metrics
 
 
 def summary_line(result: RunResult, track: DictConfig) -> str:
