@@ -27,6 +27,8 @@ ENV_SECRET = "env-secret-456"
 TOKEN_SECRET = "env-token-789"
 REPORT_FILES = {
     "gap_report.csv",
+    "gap_summary.csv",
+    "gap_effects.csv",
     "gap_report.md",
     "gap_per_epoch.png",
     "final_gap_by_config.png",
@@ -100,7 +102,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
     client = MlflowClient(tracking_uri=server.tracking_uri)
-    experiment = client.get_experiment_by_name("mnist")
+    experiment = client.get_experiment_by_name("digits")
     # The server chose where artifacts go, not the client's local default.
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
     assert not store.artifacts.exists() and not (tmp_path / "mlruns").exists()
@@ -166,7 +168,7 @@ def test_start_stop_and_status_are_idempotent(server, capsys):
     print(f"\nwarm start (PostgreSQL + MLflow on the existing cluster): {time.monotonic() - started:.1f} s")
     state = tracking_server.status(server)
     assert state["mlflow_healthy"] and state["postgres"]
-    assert MlflowClient(tracking_uri=server.tracking_uri).get_experiment_by_name("mnist") is not None
+    assert MlflowClient(tracking_uri=server.tracking_uri).get_experiment_by_name("digits") is not None
 
 
 class BrokenBackend(ServerLayout):

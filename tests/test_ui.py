@@ -1,4 +1,4 @@
-"""`python -m mnist_runner.ui`: the URL it prints, the server it starts, its errors."""
+"""`mnist-ui`: the URL it prints, the server it starts, its errors."""
 
 import socket
 from urllib.parse import urlsplit

@@ -1,4 +1,4 @@
-"""The MLflow UI in a real browser: `python -m mnist_runner.ui` serving a store
+"""The MLflow UI in a real browser: `mnist-ui` serving a store
 that holds a real run, opened in headless Chromium through selenium."""
 
 from urllib.parse import urlsplit
@@ -26,7 +26,7 @@ def served_store(tmp_path_factory):
     ui_browser.train(
         store, "data=digits", f"trainer.epochs={EPOCHS}", f"tracking.run_name={RUN_NAME}", "tracking.log_model=false"
     )
-    with ui_browser.ui_server(store.uri, store.root / "ui.log") as url:
+    with ui_browser.ui_server(store.uri, store.root / "ui.log", experiment="digits") as url:
         yield store.uri, url
 
 
@@ -38,7 +38,7 @@ def browser():
 
 def test_the_printed_url_is_the_chart_view_of_the_experiment(served_store):
     uri, url = served_store
-    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("mnist")
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("digits")
     assert url == ui.chart_url(experiment.experiment_id, urlsplit(url).port)
 
 

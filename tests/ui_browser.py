@@ -1,4 +1,4 @@
-"""The MLflow UI served by ``python -m mnist_runner.ui``, driven in headless Chromium.
+"""The MLflow UI served by ``mnist-ui``, driven in headless Chromium.
 
 Used by ``test_ui_browser.py``, and run as a script it makes the README's
 screenshot from a small real sweep:
@@ -93,11 +93,21 @@ def train(store: TempStore, *overrides: str, multirun: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def ui_server(uri: str, log_path: Path, port: int | None = None) -> Iterator[str]:
-    """``python -m mnist_runner.ui`` on ``uri``; yields the URL it printed once
+def ui_server(uri: str, log_path: Path, port: int | None = None, experiment: str = "mnist") -> Iterator[str]:
+    """``mnist-ui`` on ``uri``; yields the URL it printed once
     ``/health`` answers, and stops the server (all its processes) on exit."""
     port = port or free_port()
-    command = [sys.executable, "-m", "mnist_runner.services.ui", "--uri", uri, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_runner.services.ui",
+        "--uri",
+        uri,
+        "--port",
+        str(port),
+        "--experiment",
+        experiment,
+    ]
     with open(log_path, "w") as log:
         # Its own process group: the server starts uvicorn and a job runner beside itself.
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -255,8 +265,9 @@ def main(argv: list[str]) -> int:
             "tracking.log_model=false",
             multirun=True,
         )
-        with ui_server(store.uri, store.root / "ui.log") as url, chromium(README_WINDOW) as driver:
-            show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart_search="accuracy")
+        with ui_server(store.uri, store.root / "ui.log", experiment="digits") as url, chromium(README_WINDOW) as driver:
+            # The gap's charts: how much each run overfits, per epoch and at the end.
+            show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart="overfit_gap", chart_search="gap")
             time.sleep(1)  # let the last chart finish its transition
             screenshot(driver, out)
     print(f"{out} ({out.stat().st_size // 1024} KB) from {url}")
