@@ -20,6 +20,9 @@
 3. ``jax_cache``: two runs of the dense net on JAX, one after the other,
    starting from an empty persistent compilation cache: the second run's
    first epoch loads what the first compiled.
+4. ``device_data`` (with ``--gpu``): every workload on JAX with the training
+   set kept on the device (``MNIST_RUNNER_DEVICE_DATA=1``, the default with
+   a GPU) and in host memory (``=0``).
 
 Writes bench/results/backends.json (gpu.json with ``--gpu``) and the
 "Backends" section at the end of BENCHMARKS.md (from both files). The load
@@ -74,7 +77,7 @@ class Bench:
         self.count = 0
         self.jax_cache = tmp / "jax-cache"
 
-    def env(self, backend: str | None = None, jax_cache: Path | None = None) -> dict[str, str]:
+    def env(self, backend: str | None = None, jax_cache: Path | None = None, **extra: str) -> dict[str, str]:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join([str(ROOT / "src")])}
         env.pop("KERAS_BACKEND", None)
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # both sides import from cached bytecode, as usual
@@ -85,7 +88,7 @@ class Bench:
             env["JAX_COMPILATION_CACHE_DIR"] = str(jax_cache or self.jax_cache)
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
-        return env
+        return {**env, **extra}
 
     def child(self, name: str, command: list[str], env: dict[str, str]) -> tuple[float, str]:
         """Run one process; its wall time and output (kept in the logs folder)."""
@@ -100,7 +103,9 @@ class Bench:
         print(f"  {name}: {seconds:.1f} s", flush=True)
         return seconds, done.stdout
 
-    def runner(self, backend: str, overrides: list[str], label: str, jax_cache: Path | None = None) -> dict:
+    def runner(
+        self, backend: str, overrides: list[str], label: str, jax_cache: Path | None = None, **extra_env: str
+    ) -> dict:
         """One ``python run.py`` process; its times from the process and from MLflow. All
         runs log to one store, as a user's runs do (a new store costs its creation once)."""
         store = self.tmp / "store"
@@ -114,7 +119,7 @@ class Bench:
             f"trainer.checkpoint_dir={store}/checkpoints",
             f"hydra.run.dir={store}/hydra",
         ]
-        seconds, _ = self.child(f"runner-{backend}-{label}", command, self.env(jax_cache=jax_cache))
+        seconds, _ = self.child(f"runner-{backend}-{label}", command, self.env(jax_cache=jax_cache, **extra_env))
         return {"side": "runner", "backend": backend, "process_seconds": seconds, **logged_times(store)}
 
     def reference(self, backend: str, recipe: str, extra: list[str], label: str) -> dict:
@@ -158,15 +163,17 @@ def logged_times(store: Path) -> dict:
 
 def part_table(bench: Bench, backends: list[str], workloads: list[str], epochs: int | None, reference: bool) -> dict:
     rows = []
+    # Not timed: the store's creation, the bytecode and the disk cache, as a user's later runs find them.
+    bench.runner(backends[0], ["model=dense", "trainer.epochs=1", "data.train_samples=1000"], "warm-up")
     capped = [f"trainer.epochs={epochs}"] if epochs else []
     for workload in workloads:
         overrides, recipe = WORKLOADS[workload]
         for backend in backends:
-            rows.append({"workload": workload, **bench.runner(backend, overrides + capped, workload)})
+            rows.append({"workload": workload, **bench.runner(backend, overrides + capped, workload), "load": load()})
         if reference:
             options = ["--steps-per-execution", str(STEPS_PER_EXECUTION), "--eval-batch-size", str(EVAL_BATCH_SIZE)]
             options += ["--epochs", str(epochs)] if epochs else []
-            rows.append({"workload": workload, **bench.reference("jax", recipe, options, workload)})
+            rows.append({"workload": workload, **bench.reference("jax", recipe, options, workload), "load": load()})
     return {"rows": rows, "epochs_cap": epochs}
 
 
@@ -226,6 +233,17 @@ def part_jax_cache(bench: Bench) -> dict:
     }
 
 
+def part_device_data(bench: Bench, workloads: list[str]) -> dict:
+    """JAX with the training set on the device (the default with a GPU) and without."""
+    rows = []
+    for workload in workloads:
+        for setting in ("1", "0"):
+            label = f"{workload}-device-data-{setting}"
+            row = bench.runner("jax", WORKLOADS[workload][0], label, MNIST_RUNNER_DEVICE_DATA=setting)
+            rows.append({"workload": workload, "device_data": setting == "1", **row})
+    return {"rows": rows}
+
+
 def machine() -> dict:
     versions = {}
     for package in ("keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "mlflow"):
@@ -263,7 +281,7 @@ def fmt(value, digits=2, suffix="") -> str:
 
 def load_note(part: dict, cores: int) -> str:
     before, after = part["load_before"], part["load_after"]
-    busy = " **busy: above the core count**" if max(before[0], after[0]) > cores else ""
+    busy = f" (**busy**: more than the benchmark's own {cores})" if max(before[0], after[0]) > cores + 0.5 else ""
     when = part.get("measured", "")
     return f"measured {when}, load average (1 min) {before[0]:.2f} before, {after[0]:.2f} after{busy}"
 
@@ -282,6 +300,8 @@ def render(results: dict, title: str) -> str:
     if "table" in parts:
         table = parts["table"]
         cap = f", capped at {table['epochs_cap']} epochs" if table["epochs_cap"] else ""
+        if len({row.get("measured") for row in table["rows"]}) > 1:
+            cap += "; the rows were measured at different times (bench/results/), the last ones"
         lines += [
             f"Each workload with its own settings{cap}, one process each ({load_note(table, m['cores'])}):",
             "",
@@ -312,6 +332,20 @@ def render(results: dict, title: str) -> str:
                 f"{s['median_extra_seconds']:+.1f} |"
             )
         lines.append("")
+    if "device_data" in parts:
+        lines += [
+            f"JAX, the training set on the device or not ({load_note(parts['device_data'], m['cores'])}):",
+            "",
+            "| workload | training set | s/epoch | first epoch (s) | whole process (s) | test accuracy |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in parts["device_data"]["rows"]:
+            where = "on the device" if row["device_data"] else "in host memory"
+            lines.append(
+                f"| {row['workload']} | {where} | {fmt(row['epoch_seconds'])} | {fmt(row['first_epoch_seconds'], 1)} "
+                f"| {fmt(row['process_seconds'], 1)} | {fmt(100 * row['test_accuracy'], 2, '%')} |"
+            )
+        lines.append("")
     if "jax_cache" in parts:
         cache = parts["jax_cache"]
         lines += [
@@ -336,7 +370,9 @@ def write_section() -> None:
     section = (
         f"{SECTION}\n\n## Backends\n\nWritten by `make bench-backends` and `make bench-gpu` (bench/backends.py; "
         "results in bench/results/). Seconds per epoch: the median of epochs 2 on, validation and the "
-        "overfitting gap's re-evaluation included; the first epoch includes compilation.\n\n" + "\n".join(blocks)
+        "overfitting gap's re-evaluation included; the first epoch includes compilation. The benchmark keeps "
+        "every core busy itself (a load average near the core count); more means other work was running.\n\n"
+        + "\n".join(blocks)
     )
     page = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     page = page.split(SECTION)[0].rstrip("\n")
@@ -345,7 +381,11 @@ def write_section() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["table", "overhead", "jax_cache"])
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        help="table overhead jax_cache device_data (default: the first three; with --gpu all four)",
+    )
     parser.add_argument("--backends", nargs="+", help="default: every one installed")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--epochs", type=int, help="cap every table workload at this many epochs")
@@ -355,6 +395,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; keep results and BENCHMARKS.md")
     args = parser.parse_args()
     backends = args.backends or installed_backends()
+    parts = args.parts or ["table", "overhead", "jax_cache"] + (["device_data"] if args.gpu else [])
     started = time.time()
     results = {
         "command": "make bench-gpu" if args.gpu else "make bench-backends",
@@ -368,7 +409,7 @@ def main() -> None:
         logs = ROOT / "runs" / "bench" / "backends-logs"
         logs.mkdir(parents=True, exist_ok=True)
         bench = Bench(Path(tmp), logs)
-        for part in args.parts:
+        for part in parts:
             print(f"{part} (load {load()}):", flush=True)
             before = load()
             if part == "table":
@@ -377,6 +418,8 @@ def main() -> None:
                 figures = part_overhead(bench, [b for b in backends if b in ("tensorflow", "jax")], args.reps)
             elif part == "jax_cache":
                 figures = part_jax_cache(bench) if "jax" in backends else None
+            elif part == "device_data":
+                figures = part_device_data(bench, args.workloads) if "jax" in backends else None
             else:
                 raise SystemExit(f"unknown part {part!r}")
             if figures is not None:
@@ -386,9 +429,18 @@ def main() -> None:
     print(render(results, "results"))
     if not args.no_write:
         path = RESULTS / ("gpu.json" if args.gpu else "backends.json")
-        if path.exists():  # parts measured before and not again now stay
-            earlier = json.loads(path.read_text())
-            results["parts"] = {**earlier.get("parts", {}), **results["parts"]}
+        if path.exists():  # parts measured before and not again now stay, and so do table rows
+            earlier = json.loads(path.read_text()).get("parts", {})
+            if "table" in earlier and "table" in results["parts"]:
+                table = results["parts"]["table"]
+                again = {(row["workload"], row["side"], row["backend"]) for row in table["rows"]}
+                kept = [r for r in earlier["table"]["rows"] if (r["workload"], r["side"], r["backend"]) not in again]
+                table["rows"] = sorted(kept + table["rows"], key=lambda r: list(WORKLOADS).index(r["workload"]))
+                for row in kept:
+                    row.setdefault("measured", earlier["table"].get("measured"))
+                for row in table["rows"]:
+                    row.setdefault("measured", table["measured"])
+            results["parts"] = {**earlier, **results["parts"]}
         path.write_text(json.dumps(results, indent=1) + "\n")
         write_section()
 

@@ -10,8 +10,13 @@
 #                                       # bench/backends.py --gpu: bench/results/gpu.json
 #                                       # and the GPU part of BENCHMARKS.md
 #
-# Bring along bench/gpu-wheels/ (about 35 MB) and runs/data/mnist.npz (`make data`).
-# Arguments after `run` go to bench/backends.py, e.g. `bash bench/gpu.sh run --parts table`.
+# Bring along bench/gpu-wheels/ (about 47 MB) and runs/data/mnist.npz (`make data`, 11 MB).
+# Arguments after `run` go to bench/backends.py. Everything (the table of every
+# backend there and plain Keras on JAX, the runner's fixed cost, JAX's compilation
+# cache, the training set on the device or not) is about 25 processes of 15-40 s
+# each; where time on the GPU is short, run it in two calls (results add up):
+#   make bench-gpu ARGS="--parts table"
+#   make bench-gpu ARGS="--parts overhead jax_cache device_data --reps 2"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=bench/gpu-wheels
