@@ -209,6 +209,26 @@ def test_pytorch_runs_one_batch_per_call_instead_of_failing(monkeypatch):
     assert training.effective_steps_per_execution(32) == 32
 
 
+def test_the_logging_warm_up_starts_once_and_never_fails(monkeypatch):
+    from mnist_runner.tracking import warmup
+
+    started = []
+
+    class FakeThread:
+        def __init__(self, target, name, daemon):
+            self.name, self.daemon = name, daemon
+
+        def start(self):
+            started.append((self.name, self.daemon))
+
+    monkeypatch.setattr(warmup, "_thread", None)
+    monkeypatch.setattr(warmup.threading, "Thread", FakeThread)
+    warmup.start()
+    warmup.start()
+    assert started == [("logging-warm-up", True)]
+    warmup.warm_up()  # its work, here in this thread: nothing raised
+
+
 # -- every feature on every backend: real runs ----------------------------------------
 
 

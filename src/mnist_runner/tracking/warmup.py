@@ -29,6 +29,8 @@ def start() -> None:
 def warm_up() -> None:
     try:
         import mlflow.keras  # noqa: F401  the flavour that logs the model
+        import mlflow.models.signature  # noqa: F401  its signature
+        import PIL.Image  # noqa: F401  PNG files of the plots
         import sklearn.metrics  # noqa: F401  the confusion matrix
         from matplotlib.backends import backend_agg  # noqa: F401  PNG rendering
         from mlflow.utils import requirements_utils
