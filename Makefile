@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options bench-select predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -73,11 +73,14 @@ format: ## Fix what ruff can: import order, formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: ## The benchmark suite on an idle machine: BENCHMARKS.md, runs/bench/
-	$(BIN)/python bench/run_bench.py
+bench: ## The benchmark suite on an idle machine (~25 min): BENCHMARKS.md, docs/bench.png, bench/results/bench.json
+	$(BIN)/python bench/run_bench.py $(ARGS)
 
-bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads
+bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads (bench/results/)
 	$(BIN)/python bench/execution_options.py $(ARGS)
+
+bench-select: ## fast_convnet's choice checked on validation accuracy (~15 min): bench/results/fast_convnet_selection.json
+	$(BIN)/python bench/select_fast_convnet.py $(ARGS)
 
 bench-backends: ## TensorFlow, JAX, PyTorch side by side, and the runner against plain Keras (bench/results/)
 	$(BIN)/python bench/backends.py $(ARGS)

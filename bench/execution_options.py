@@ -25,6 +25,12 @@ course's notebook does):
 The runner keeps an option as a default only if it wins beyond the
 epoch-to-epoch noise at the same accuracy; docs/performance.md, "Execution options", has
 the last numbers and what was kept.
+
+Writes bench/results/execution_options.json (every run's epoch times and
+accuracies, the summary, the machine's CPU and software, other processes'
+share of the CPU before and during the runs, the command); a run with other
+``--models``, ``--options`` or ``--rounds`` writes runs/bench/execution_options.json
+instead, so the kept file stays the full measurement.
 """
 
 from __future__ import annotations
@@ -50,7 +56,9 @@ OPTIONS = (
 )
 EPOCHS = 4
 CNN_SAMPLES = 12_000  # a CNN epoch on all 42,000 training samples takes too long for several rounds
-OUT = Path(__file__).resolve().parents[1] / "runs" / "bench" / "execution_options.json"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "execution_options.json"  # the default, full measurement
+PARTIAL = ROOT / "runs" / "bench" / "execution_options.json"  # any other
 
 
 def settings(option: str) -> dict:
@@ -171,24 +179,37 @@ def main() -> None:
     if args.one:
         print(json.dumps(one_run(*args.one)))
         return
+    sys.path.insert(0, str(Path(__file__).parent))
+    from machine import CpuWatch, machine, others_share, snapshot, wait_until_quiet
+
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     options = ["default", *(option for option in args.options if option != "default")]
+    full = sorted(args.models) == ["cnn", "dense"] and set(options) == set(OPTIONS) and args.rounds == 2
+    out = RESULTS if full else PARTIAL
+    started = time.time()
+    before = wait_until_quiet(120)
     results = []
-    for _ in range(args.rounds):  # rounds alternate the options, so drifting load hits them alike
-        for model_name in args.models:
-            for option in options:
-                done = subprocess.run(
-                    [sys.executable, __file__, "--one", option, model_name],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    with CpuWatch() as watch:
+        for round_ in range(args.rounds):  # rounds alternate the options, so drifting load hits them alike
+            for model_name in args.models:
+                for option in options:
+                    first = snapshot()
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--one", option, model_name],
+                        env=env,
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    share = others_share(first, snapshot())
+                    run = json.loads(done.stdout.strip().splitlines()[-1])
+                    results.append({**run, "round": round_ + 1, "others_share": round(share, 3)})
+    during = watch.summary()
     print(
-        f"seconds per epoch after the first, median over {args.rounds} round(s) x {EPOCHS - 1} epochs "
-        "(ratio to default; test accuracy of the last round):"
+        f"seconds per epoch after the first, median over {args.rounds} run(s) x {EPOCHS - 1} epochs "
+        "(ratio to default; test accuracy of the last run):"
     )
+    summary = []
     for model_name in args.models:
         base = None
         for option in options:
@@ -197,14 +218,44 @@ def main() -> None:
             median = statistics.median(epochs)
             base = base or median
             first = statistics.median(r["epoch_seconds"][0] for r in runs)
+            summary.append(
+                {
+                    "model": model_name,
+                    "option": option,
+                    "runs": len(runs),
+                    "median_epoch_seconds": median,
+                    "ratio_to_default": median / base,
+                    "min_epoch_seconds": min(epochs),
+                    "max_epoch_seconds": max(epochs),
+                    "first_epoch_seconds": first,
+                    "test_accuracy_last_run": runs[-1]["test_accuracy"],
+                }
+            )
             print(
                 f"  {model_name:5} {option:22} {median:5.2f} s ({median / base:.2f}x, "
                 f"{min(epochs):.2f}-{max(epochs):.2f})  first epoch {first:5.2f} s  "
                 f"test accuracy {runs[-1]['test_accuracy']:.4f}"
             )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1))
-    print(f"details: {OUT}")
+    busy = before["busy"] or during["busy"]
+    if busy:
+        print(f"busy: other processes used {during['others_share']:.0%} of the CPU; measure again when it is idle")
+    record = {
+        "command": " ".join(["python bench/execution_options.py", *sys.argv[1:]]),
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "minutes": (time.time() - started) / 60,
+        "machine": machine(),
+        "epochs_per_run": EPOCHS,
+        "cnn_samples": CNN_SAMPLES,
+        "before": before,
+        "others_share": during["others_share"],
+        "busy": busy,
+        "load_samples": during["samples"],
+        "summary": summary,
+        "runs": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"details: {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """BENCHMARKS.md and the plot, from the results of bench/run_bench.py.
 
-python bench/report.py runs/bench/results.json    # write them again
+python bench/report.py bench/results/bench.json    # write them again
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
+SELECTION = "fast_convnet_selection.json"  # bench/select_fast_convnet.py's results, beside bench.json
 SIGN = {"<=": "≤", ">=": "≥", "within": "±"}
 # bench/backends.py writes the end of BENCHMARKS.md from this line on; a new page keeps it.
 BACKENDS_SECTION = "<!-- The section below is written by bench/backends.py (make bench-backends, make bench-gpu). -->"
@@ -23,57 +24,70 @@ METHODS = """\
 
 Unless said otherwise, each side runs as its own process (`python run.py ...`
 or `python bench/reference_keras.py ...`), timed from start to exit; peak RSS
-is that process's own `ru_maxrss` (from `wait4`). Repeated measurements
-alternate between the two sides. Runner runs use a temporary MLflow store.
-Time per step (minutes): {step_minutes}.
+is that process's own `ru_maxrss` (from `wait4`). The runs of the sides are
+interleaved: each round runs every side once, and which side goes first
+rotates from round to round. Runner runs share one temporary MLflow store
+(created, with the libraries read into the page cache, by unmeasured warm-up
+runs of each side first). Minutes per item: {item_minutes}.
 
-1. **Runner overhead**: `python run.py {dense_runner}` against the same
-   training in plain Keras, `python bench/reference_keras.py {dense_reference}`.
-   `model=dense` alone is the course's run (10 epochs, RMSprop, batch 128, 30%
-   validation), with everything the runner records, the logged model
-   included, and the runner's own defaults for running it
-   (`trainer.steps_per_execution=32`, `trainer.eval_batch_size=1024`: the
-   same numbers, less overhead; docs/performance.md, "Execution options"). The reference
-   is what the course's notebook does: Keras' defaults. {reps}
-   repetition(s); the ratio of each pair.
-2. **Throughput**: samples per second of each epoch after the first
-   (training samples / epoch wall time: training, validation and the
-   per-epoch overfitting-gap evaluation), for {throughput_models}, each
-   trained in `trainer.precision=float32` and then `mixed_bfloat16` with
-   {throughput_overrides}, once per seed ({throughput_seeds}), in one
-   process (bench/runner_driver.py, which calls `run_experiment`). Each
-   epoch after the first is a repetition, paired with the same epoch of the
-   same seed in the other precision. Test accuracy: the difference of each
-   seed's pair of runs (detail: bf16 / fp32 per seed).
-3. **Time to {target_accuracy:.0%} test accuracy**: seconds from the start of
-   training to the end of the first epoch whose test accuracy (checked after
-   every epoch, on both sides) reaches it. The runner runs
-   `{target_runner}` (experiments/fast_convnet.yaml: keras-io's convnet with
-   a hidden Dense 128, dropout 0.25, Adam at 0.002, float32) through
-   bench/runner_driver.py (`run.py` cannot stop at
-   an accuracy: the driver adds the check as an extra Keras callback to
-   `run_experiment`, so per-epoch MLflow logging and checkpoints are
-   included); the reference is keras-io's recipe in plain Keras
-   (`reference_keras.py {target_reference}`: Adam, batch 128, 10%
-   validation, float32). One run each: one keras-io run to 99% takes about
-   two minutes here, and three would not fit the time budget.
+The plain-Keras reference (bench/reference_keras.py) runs the same model on
+the same data in two ways. **Like-for-like**: with the runner's execution
+options ({options}) and the images kept uint8 and rescaled by the model's
+first layer, as the runner does, so that runner / reference is the runner's
+own cost. **Notebook**: what the course's notebook writes, Keras' defaults
+(one batch per call, validation in batches of 128, the test set in batches
+of 32) and float32 arrays divided by 255.
+
+1. **Runner overhead**: `python run.py {overhead_runner}` (the course's dense
+   run, {overhead_epochs}, with everything the runner records: per-epoch
+   MLflow logging, the overfitting gap's re-evaluation, checkpoints, plots,
+   the logged model) against `python bench/reference_keras.py
+   {overhead_reference}` like-for-like (`{like}`) and as the notebook does;
+   {overhead_rounds} rounds of the three, whole-process wall time, the ratio
+   of each round. The notebook row is not an overhead: the runner's faster
+   execution options are in it.
+2. **bfloat16**: `trainer.precision=mixed_bfloat16` against `float32` for
+   {throughput_models}, with {throughput_overrides}, one pair of runs per seed
+   ({throughput_seeds}), all in one process (bench/runner_driver.py, which
+   calls `run_experiment`), the precision that goes first alternating. A
+   run's throughput is training samples / epoch wall time (training,
+   validation and the gap's re-evaluation), the median of its epochs after
+   the first; each pair of runs gives one ratio, and one accuracy difference.
+3. **Time to {target_percent} test accuracy**: seconds from the start of training
+   (Keras' `on_train_begin`) to the end of the first epoch whose test
+   accuracy reaches {target_percent}, once per seed ({target_seeds}) on each of four
+   sides, which rotate from seed to seed. The test accuracy is evaluated after
+   every epoch on every side; that evaluation is the clock's own and its time
+   is left out. On the runner's side (D, bench/runner_driver.py, which adds
+   the clock as the last callback to `run_experiment`, since `run.py` cannot
+   stop at an accuracy) the epoch's checkpoint and its MLflow logging happen
+   before the clock stops, so they are inside the time (checked: the epoch's
+   checkpoint file exists when it stops); what comes after training (the test
+   set's prediction, the logged model) is not, on either side. Sides:
+{arms}
+   keras-io's recipe stops at its 15 epochs and fast_convnet at its 6 if the
+   accuracy is not reached; the ratios pair runs of the same seed. C / B is
+   the recipe's effect, B / A the execution options', D / C the runner's
+   recording, D / A all together.
 4. **Start-up**: wall time of `python run.py --help` and
-   `python run.py --cfg job`, 3 times each; one more run under
-   `python -X importtime` checks that neither TensorFlow nor Keras is imported.
-5. **Sweeps**: {sweep_jobs} tiny jobs (`{tiny}`, seeds 1 to {sweep_jobs}) as one
-   `python run.py -m ...` against {sweep_jobs} separate `python run.py`
-   processes: each process's wall time over the sweep's wall time per job
-   (the issue sets no target: this is what sharing a process saves).
-   Leak check: {leak_jobs} such jobs one after another in one process
+   `python run.py --cfg job`, {startup_rounds} times each, alternating; one more run
+   under `python -X importtime` checks that neither TensorFlow nor Keras is imported.
+5. **Sweeps**: {sweep_rounds} rounds of {sweep_jobs} tiny jobs (`{tiny}`) as one
+   `python run.py -m ...` and as {sweep_jobs} separate `python run.py` processes (which
+   goes first alternates): a round's mean process wall time over the sweep's
+   wall time per job (no target: this is what sharing a process saves). Leak
+   check: {leak_jobs} such jobs one after another in one process
    (bench/runner_driver.py); peak RSS after the last job against after job 2.
-6. **Peak memory**: peak RSS of the runs of item 1, runner over reference.
+6. **Peak memory**: peak RSS of item 1's runs, runner over each reference.
 """
 
 
 def cell(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:+.2f}" if unit == "points" else f"{value:.2f}"
+    if unit == "points":
+        return f"{value:+.2f}"
+    return f"{value:.1f}" if unit == "s" and value >= 10 else f"{value:.2f}"
 
 
 def target_text(figure: dict) -> str:
@@ -83,51 +97,147 @@ def target_text(figure: dict) -> str:
     return f"{SIGN[op]} {limit:g}{' s' if figure['unit'] == 's' else ''}"
 
 
+def others_text(figure: dict) -> str:
+    share = figure.get("others_share")
+    if share is None:
+        return ""
+    return f"{share:.0%}" + (" **busy**" if figure.get("busy") else "")
+
+
 def table(results: dict) -> str:
-    rows = ["| # | figure | target | median | min – max | n | met | detail |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| # | figure | target | median | min – max | n | met | others' CPU | detail |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in results["figures"]:
         unit = {"x": "×", "s": " s", "points": " points"}[f["unit"]]
         spread = f"{cell(f['min'], f['unit'])} – {cell(f['max'], f['unit'])}" if len(f["samples"]) > 1 else ""
         met = {True: "yes", False: "**no**", None: "—"}[f["met"]]
         median = cell(f["median"], f["unit"]) + (unit if f["median"] is not None else "")
         rows.append(
-            f"| {f['item']} | {f['name']} | {target_text(f)} | {median} | "
-            f"{spread} | {len(f['samples'])} | {met} | {f['detail']} |"
+            f"| {f['item']} | {f['name']} | {target_text(f)} | {median} | {spread} | {len(f['samples'])} "
+            f"{f['n_of']} | {met} | {others_text(f)} | {f['detail']} |"
         )
     return "\n".join(rows)
 
 
-def write_markdown(results: dict, path: Path, plot: str) -> str:
+def busy_summary(results: dict) -> str:
+    busy = []
+    for name, item in results["items"].items():
+        attempts = item["attempts"]
+        if any(a["busy"] for a in attempts):
+            shares = ", ".join(f"{a['during']['others_share']:.0%}" for a in attempts)
+            state = "busy" if attempts[item["published_attempt"] - 1]["busy"] else "quiet"
+            busy.append(
+                f"{name} (others' share per attempt: {shares}; published: attempt {item['published_attempt']}, {state})"
+            )
+    if not busy:
+        return "No item was busy."
+    return "**Busy**: " + "; ".join(busy) + ". Figures flagged busy are slower and noisier than this machine's own."
+
+
+def selection_text(results_path: Path, page_dir: Path) -> str:
+    """What bench/select_fast_convnet.py found on validation data, if it has run."""
+    path = results_path.parent / SELECTION
+    if not path.exists():
+        return (
+            "Not checked yet. The preset was tuned looking at test accuracy; "
+            "`python bench/select_fast_convnet.py` checks its choice on validation accuracy alone "
+            f"and writes {SELECTION} beside this page's results file."
+        )
+    selection = json.loads(path.read_text())
+    lines = [
+        f"`{selection['command']}` ({selection['started']}; [{SELECTION}]"
+        f"({os.path.relpath(path, page_dir)})): time to {selection['target']:.0%} **validation** accuracy "
+        f"(the runner's hold-out, the last {selection['validation_split']:.0%} of the training set; the test set "
+        f"is not looked at), seeds {', '.join(map(str, selection['seeds']))}, at most {selection['max_epochs']} "
+        f"epochs, through the runner with its options. Ranked by runs that reached it, then median seconds:",
+        "",
+        "| rank | candidate | overrides | reached | median s | epochs per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in selection["candidates"]:
+        seconds = "n/a" if c["median_seconds"] is None else f"{c['median_seconds']:.1f}"
+        epochs = ", ".join("—" if e is None else str(e) for e in c["epochs_to_target"])
+        overrides = " ".join(c["overrides"]) or "(none)"
+        reached = f"{c['reached']} of {len(c['epochs_to_target'])}"
+        lines.append(f"| {c['rank']} | {c['name']} | `{overrides}` | {reached} | {seconds} | {epochs} |")
+    lines += ["", selection["verdict"]]
+    if selection.get("busy"):
+        lines.append(f"(Measured while other processes used {selection['others_share']:.0%} of the CPU: busy.)")
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict, path: Path, plot: str, results_path: Path) -> str:
     """Write the page; returns its table."""
     m, s = results["machine"], results["settings"]
     versions = ", ".join(f"{name} {version}" for name, version in m["versions"].items())
-    # Lists (tuples before the JSON round trip) of overrides print as a command line.
-    settings = {
-        key: " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value for key, value in s.items()
-    }
-    settings["tiny"] = " ".join(results["tiny_job"])
-    settings["step_minutes"] = ", ".join(f"{step} {minutes:.1f}" for step, minutes in results["step_minutes"].items())
-    settings["throughput_models"] = " and ".join(f"`model={model}`" for model in s["throughput_models"])
+    options = results["runner_options"]
+    like = (
+        f"--steps-per-execution {options['steps_per_execution']} --eval-batch-size {options['eval_batch_size']} --uint8"
+    )
+    epochs = [o.split("=")[1] for o in s["overhead_runner"] if o.startswith("trainer.epochs=")]
+    items = results["items"]
     overrides = " ".join(s["throughput_overrides"])
-    settings["throughput_overrides"] = f"`{overrides}`" if overrides else "the course's settings (no overrides)"
-    settings["throughput_seeds"] = ", ".join(str(seed) for seed in s["throughput_seeds"])
+    settings = {
+        "item_minutes": ", ".join(f"{name} {item['attempts'][-1]['minutes']:.1f}" for name, item in items.items()),
+        "options": f"`trainer.steps_per_execution={options['steps_per_execution']}`, "
+        f"`trainer.eval_batch_size={options['eval_batch_size']}`",
+        "overhead_runner": " ".join(s["overhead_runner"]),
+        "overhead_epochs": f"{epochs[0]} epochs" if epochs else "10 epochs",
+        "overhead_reference": " ".join(s["overhead_reference"]),
+        "like": like,
+        "overhead_rounds": s["overhead_rounds"],
+        "throughput_models": " and ".join(f"`model={model}`" for model in s["throughput_models"]),
+        "throughput_overrides": f"`{overrides}`" if overrides else "the course's settings (no overrides)",
+        "throughput_seeds": ", ".join(str(seed) for seed in s["throughput_seeds"]),
+        "target_percent": f"{s['target_accuracy']:.0%}",
+        "target_seeds": ", ".join(str(seed) for seed in s["target_seeds"]),
+        "arms": "\n".join(f"   - **{arm}**: {what}" for arm, what in results["arms"].items()),
+        "startup_rounds": s["startup_rounds"],
+        "sweep_rounds": s["sweep_rounds"],
+        "sweep_jobs": s["sweep_jobs"],
+        "leak_jobs": s["leak_jobs"],
+        "tiny": " ".join(results["tiny_job"]),
+    }
+    smoke = ""
+    if results["quick"] or results["partial"]:
+        smoke = (
+            "\n**A smoke run** (small subsets, few epochs"
+            + (f", a {s['target_accuracy']:.0%} target" if results["quick"] else "")
+            + "): its numbers mean nothing.\n"
+        )
+    results_link = os.path.relpath(results_path, path.parent)
     page = f"""# Benchmarks
 
 Generated by `{results["command"]}` (bench/run_bench.py) on {results["started"]}, in
-{results["minutes"]:.1f} minutes. Do not edit by hand: run it again.
-
+{results["minutes"]:.1f} minutes. Do not edit by hand: run it again. Every run's
+raw numbers, the machine, the load samples and the command are in
+[{results_link}]({results_link}).
+{smoke}
 - **Machine**: {m["cpu"]}, {m["cores"]} cores (bfloat16 instructions: {", ".join(m["bfloat16_instructions"])}),
   {m["memory_gib"]} GiB memory, {m["os"]}
 - **Software**: Python {m["python"]}, {versions}
-- **Load average** (1, 5, 15 min) before: {fmt_load(results["load_average_before"])}; after:
-  {fmt_load(results["load_average_after"])}{busy_note(results)}
+- **Other processes**: before each item the suite checks that other processes
+  use at most {results["busy_share"]:.0%} of the CPU (waiting for them up to a limit),
+  and during it samples their share every 5 s (from `/proc/stat`, less this
+  suite's own processes); an item above {results["busy_share"]:.0%} is flagged **busy** and
+  measured again. {busy_summary(results)} Load average (1, 5, 15 min; this
+  suite's own processes count in it) before: {fmt_load(results["load_average_before"])}; after:
+  {fmt_load(results["load_average_after"])}.
 
-Ratios are runner / reference (or bf16 / fp32) of runs measured side by side
-in this one invocation. Median of n repetitions, with the smallest and largest.
+n counts runs, never epochs: a ratio's n is its number of pairs (or rounds) of
+runs measured side by side in this invocation. Median of the n samples, with
+the smallest and largest. "others' CPU": other processes' share of the CPU
+during the item.
 
 {table(results)}
 
 ![each figure against its target]({plot})
+
+## fast_convnet's choice, on validation data
+
+{selection_text(results_path, path.parent)}
 
 {METHODS.format(**settings)}"""
     kept = path.read_text().partition(BACKENDS_SECTION) if path.exists() else ("", "", "")
@@ -135,54 +245,70 @@ in this one invocation. Median of n repetitions, with the smallest and largest.
     return table(results)
 
 
-def busy_note(results: dict) -> str:
-    """A warning when the machine was busier than its cores during the run."""
-    cores = results["machine"]["cores"]
-    if max(results["load_average_before"][0], results["load_average_after"][0]) > cores:
-        return " (above the core count: something else was running)"
-    return ""
-
-
 def fmt_load(load: list[float]) -> str:
     return ", ".join(f"{value:.2f}" for value in load)
 
 
 def write_plot(results: dict, path: Path) -> None:
-    """One small panel per figure with a target: the median as a bar, min to
-    max as an error bar, the target as a dashed line; green when met."""
-    figures = [f for f in results["figures"] if f["target"] and f["median"] is not None]
-    columns = min(len(figures), 5)
-    rows = -(-len(figures) // columns)
-    fig = Figure(figsize=(2.6 * columns, 3.4 * rows), layout="constrained")
+    """One panel per group of figures: the median as a bar, min to max as
+    whiskers, each figure's target as a dashed mark over its bar; green when
+    met, red when not, grey without a target; hatched when busy."""
+    panels: dict[str, list[dict]] = {}
+    for f in results["figures"]:
+        if f["median"] is not None:
+            panels.setdefault(f["panel"] or f["name"], []).append(f)
+    columns = min(len(panels), 4)
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(3.4 * columns, 3.6 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).flat
-    for ax in axes[len(figures) :]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    for ax, f in zip(axes, figures):
-        op, limit = f["target"]
-        error = [[f["median"] - f["min"]], [f["max"] - f["median"]]]
-        ax.bar([0], [f["median"]], yerr=error, capsize=4, color="tab:green" if f["met"] else "tab:red")
-        for line in (limit, -limit) if op == "within" else (limit,):
-            ax.axhline(line, color="black", linestyle="--", linewidth=1)
-        ax.set_xticks([])
-        ax.set_title(textwrap.fill(f"{f['item']}. {f['name'].replace('`', '')}", 32), fontsize=8)
-        ax.set_ylabel(f"{f['unit']} (target {target_text(f)})", fontsize=7)
-        ax.tick_params(labelsize=7)
-    fig.suptitle(f"{results['command']}: median (bar), min to max (whiskers), target (dashed)", fontsize=9)
-    fig.savefig(path, dpi=120)
+    for ax, (title, figures) in zip(axes, panels.items()):
+        for x, f in enumerate(figures):
+            color = {True: "tab:green", False: "tab:red", None: "tab:gray"}[f["met"]]
+            error = [[f["median"] - f["min"]], [f["max"] - f["median"]]]
+            ax.bar([x], [f["median"]], yerr=error, capsize=4, color=color, hatch="//" if f.get("busy") else None)
+            ax.annotate(
+                f"{f['median']:.2f}" if f["unit"] != "s" or f["median"] < 10 else f"{f['median']:.0f}",
+                (x, f["median"]),
+                textcoords="offset points",
+                xytext=(6, 2),
+                fontsize=7,
+            )
+            if f["target"]:
+                op, limit = f["target"]
+                for line in (limit, -limit) if op == "within" else (limit,):
+                    ax.hlines(line, x - 0.45, x + 0.45, color="black", linestyle="--", linewidth=1)
+        if any(f["unit"] == "points" for f in figures):
+            ax.axhline(0, color="black", linewidth=0.5)
+        elif all(f["unit"] == "x" for f in figures):  # a ratio of 1: no difference
+            ax.axhline(1, color="gray", linewidth=0.5)
+        ax.set_xticks(range(len(figures)), [f["label"] or f["name"] for f in figures], fontsize=7)
+        ax.set_title(textwrap.fill(f"{figures[0]['item']}. {title}", 36), fontsize=8)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xlim(-0.6, len(figures) - 0.4)
+    smoke = " (smoke run: numbers mean nothing)" if results["quick"] or results["partial"] else ""
+    fig.suptitle(
+        f"{results['command']}{smoke}: median (bar), min to max (whiskers), target (dashed); "
+        "green met, red not, grey no target, hatched busy",
+        fontsize=9,
+    )
+    fig.savefig(path, dpi=110)
 
 
-def publish(results: dict, out: Path) -> str:
+def publish(results: dict, results_path: Path) -> str:
     """The page at the repository root with its plot in docs/ (both committed),
-    or both in ``out`` for a quick run (whose numbers mean nothing). Returns the table."""
-    page = out / "BENCHMARKS.md" if results["quick"] else ROOT / "BENCHMARKS.md"
-    plot = out / "bench.png" if results["quick"] else ROOT / "docs" / "bench.png"
+    or both beside the results for a smoke or partial run. Returns the table."""
+    smoke = results["quick"] or results["partial"]
+    page = results_path.parent / "BENCHMARKS.md" if smoke else ROOT / "BENCHMARKS.md"
+    plot = results_path.parent / "bench.png" if smoke else ROOT / "docs" / "bench.png"
     write_plot(results, plot)
-    return write_markdown(results, page, os.path.relpath(plot, page.parent))
+    return write_markdown(results, page, os.path.relpath(plot, page.parent), results_path)
 
 
 def main() -> None:
-    results_path = Path(sys.argv[1])
-    print(publish(json.loads(results_path.read_text()), results_path.parent))
+    results_path = Path(sys.argv[1]).resolve()
+    print(publish(json.loads(results_path.read_text()), results_path))
 
 
 if __name__ == "__main__":

@@ -86,7 +86,10 @@ def synthetic_results(busy: bool) -> dict:
     seconds = run_bench.figure("3", "Time to 99%, A", [80.0, 90.0, 85.0], None, unit="s", n="runs", panel="t")
     for f in (overhead, notebook, seconds):
         f.update(busy=busy, others_share=0.3 if busy else 0.02, attempt=1)
-    attempt = {"busy": busy, "during": {"others_share": 0.3 if busy else 0.02}, "minutes": 1.0}
+
+    def attempt(figures: list[dict]) -> dict:
+        return {"busy": busy, "during": {"others_share": 0.3 if busy else 0.02}, "minutes": 1.0, "figures": figures}
+
     return {
         "command": "make bench",
         "quick": False,
@@ -104,8 +107,8 @@ def synthetic_results(busy: bool) -> dict:
         "tiny_job": list(run_bench.TINY_JOB),
         "arms": run_bench.ARMS,
         "items": {
-            "overhead_and_memory": {"published_attempt": 1, "attempts": [attempt], "figures": [overhead, notebook]},
-            "time_to_target": {"published_attempt": 1, "attempts": [attempt], "figures": [seconds]},
+            "overhead_and_memory": {"published_attempt": 1, "attempts": [attempt([overhead, notebook])]},
+            "time_to_target": {"published_attempt": 1, "attempts": [attempt([seconds])]},
         },
         "figures": [overhead, notebook, seconds],
     }
