@@ -86,7 +86,11 @@ def test_chart_url_filters_the_sweeps_children():
     route, _, query = urlsplit(url).fragment.partition("?")
     assert route == "/experiments/3/runs"
     params = {key: values[0] for key, values in parse_qs(query).items()}
-    assert params == {"searchFilter": "tags.mlflow.parentRunId = 'abc123'", "compareRunsMode": "CHART"}
+    assert params == {
+        "searchFilter": "tags.mlflow.parentRunId = 'abc123'",
+        "compareRunsMode": "CHART",
+        "workflowType": "machine_learning",  # the UI's model-training view
+    }
 
 
 def test_compare_url_lists_every_run():

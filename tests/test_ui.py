@@ -14,7 +14,8 @@ def test_chart_url_opens_the_runs_page_in_chart_mode():
     # The UI routes on the fragment: the runs of experiment 7, compared as charts.
     route, _, query = url.fragment.partition("?")
     assert route == "/experiments/7/runs"
-    assert query == "compareRunsMode=CHART"
+    # In the UI's model-training view, not its GenAI one.
+    assert query == "compareRunsMode=CHART&workflowType=machine_learning"
 
 
 @pytest.fixture

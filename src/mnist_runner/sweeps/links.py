@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.redaction import redact
-from mnist_runner.tracking.links import base_url
+from mnist_runner.tracking.links import MODEL_TRAINING_VIEW, base_url
 from mnist_runner.tracking.store import is_server
 
 
@@ -26,7 +26,7 @@ def ui_base(uri: str) -> tuple[str, str | None]:
     tracking server serves its own UI)."""
     if is_server(uri):
         return redact(uri).rstrip("/") + "/", None
-    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"python -m mnist_runner.services.ui --uri {redact(uri)}"
+    command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mnist-ui --uri {redact(uri)}"
     return base_url(), command
 
 
@@ -38,7 +38,7 @@ def children_filter(parent_run_id: str) -> str:
 def sweep_chart_url(base: str, experiment_id: str, parent_run_id: str) -> str:
     """The experiment's runs page showing only the sweep's child runs, as charts."""
     query = urlencode({"searchFilter": children_filter(parent_run_id), "compareRunsMode": "CHART"}, quote_via=quote)
-    return f"{base}#/experiments/{experiment_id}/runs?{query}"
+    return f"{base}#/experiments/{experiment_id}/runs?{query}&{MODEL_TRAINING_VIEW}"
 
 
 def compare_runs_url(base: str, experiment_id: str, run_ids: list[str]) -> str:

@@ -8,6 +8,7 @@ from mnist_runner.tracking.store import is_server
 
 UI_HOST = "127.0.0.1"
 UI_PORT = 5000  # `make ui`'s default port
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def base_url(port: int = UI_PORT, host: str = UI_HOST) -> str:
@@ -18,14 +19,16 @@ def chart_url(experiment_id: str, port: int = UI_PORT, host: str = UI_HOST) -> s
     """The UI page listing an experiment's runs with a chart per metric over epochs.
 
     The plain ``#/experiments/<id>`` opens an overview page without the runs,
-    and ``#/experiments/<id>/runs`` lists them without metrics.
+    and ``#/experiments/<id>/runs`` lists them without metrics. The UI's
+    side bar starts in its GenAI mode (traces, judges, prompts) unless the
+    address asks for the model-training one.
     """
-    return f"{base_url(port, host)}#/experiments/{experiment_id}/runs?compareRunsMode=CHART"
+    return f"{base_url(port, host)}#/experiments/{experiment_id}/runs?compareRunsMode=CHART&{MODEL_TRAINING_VIEW}"
 
 
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
     """How to open this run in the MLflow UI."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    page = f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
     if is_server(uri):
         return f"{redact(uri).rstrip('/')}/{page}"
     command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mnist-ui --uri {redact(uri)}"
