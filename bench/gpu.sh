@@ -17,6 +17,8 @@
 # each; where time on the GPU is short, run it in two calls (results add up):
 #   make bench-gpu ARGS="--parts table"
 #   make bench-gpu ARGS="--parts overhead jax_cache device_data --reps 2"
+# BENCH_COPY_TO=DIR copies bench/results/gpu.json, BENCHMARKS.md and the runs' logs
+# there at the end (a folder that is brought back from the GPU machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=bench/gpu-wheels
@@ -88,7 +90,14 @@ EOF
     export PYTHONPATH="$DEPS:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     $PY -c "import jax; print('jax', jax.__version__, jax.devices())" || true
-    exec $PY bench/backends.py --gpu "$@"
+    status=0
+    $PY bench/backends.py --gpu "$@" || status=$?
+    # BENCH_COPY_TO=DIR: the results, the page and the runs' logs also go there.
+    if [ -n "${BENCH_COPY_TO:-}" ]; then
+        mkdir -p "$BENCH_COPY_TO"
+        cp -r bench/results/gpu.json BENCHMARKS.md runs/bench/backends-logs "$BENCH_COPY_TO"/ 2>/dev/null || true
+    fi
+    exit $status
     ;;
 *)
     echo "usage: bash bench/gpu.sh wheels | run [bench/backends.py arguments]"; exit 2 ;;
