@@ -10,7 +10,7 @@ ARGS ?=
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
 # The Keras backends `make install` installs (pyproject.toml's extras): TensorFlow
 # and JAX for the CPU, or their CUDA builds where the NVIDIA driver shows a GPU.
-BACKENDS ?= $(if $(wildcard /proc/driver/nvidia/gpus/*),gpu,cpu)
+BACKENDS ?= $(if $(wildcard /proc/driver/nvidia/gpus/* /dev/nvidia0),gpu,cpu)
 # PyTorch for `make install-torch`. PyPI's Linux wheel is a CUDA build of several
 # GB; for the CPU build add TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH ?= torch==2.13.0
