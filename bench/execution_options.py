@@ -236,7 +236,7 @@ def main() -> None:
                 f"{min(epochs):.2f}-{max(epochs):.2f})  first epoch {first:5.2f} s  "
                 f"test accuracy {runs[-1]['test_accuracy']:.4f}"
             )
-    busy = before["busy"] or during["busy"]
+    busy = during["busy"]
     if busy:
         print(f"busy: other processes used {during['others_share']:.0%} of the CPU; measure again when it is idle")
     record = {

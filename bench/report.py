@@ -221,8 +221,8 @@ raw numbers, the machine, the load samples and the command are in
 - **Other processes**: before each item the suite checks that other processes
   use at most {results["busy_share"]:.0%} of the CPU (waiting for them up to a limit),
   and during it samples their share every 5 s (from `/proc/stat`, less this
-  suite's own processes); an item above {results["busy_share"]:.0%} is flagged **busy** and
-  measured again. {busy_summary(results)} Load average (1, 5, 15 min; this
+  suite's own processes); an item during which they used more than {results["busy_share"]:.0%} is
+  flagged **busy** and measured again. {busy_summary(results)} Load average (1, 5, 15 min; this
   suite's own processes count in it) before: {fmt_load(results["load_average_before"])}; after:
   {fmt_load(results["load_average_after"])}.
 

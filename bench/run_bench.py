@@ -629,9 +629,10 @@ ITEMS = {
 
 
 def measure(bench: Bench, name: str, repeat: bool, wait_idle_s: float) -> dict:
-    """One item: a check that the machine is quiet, the item with the CPU
-    watched, and, if others used the CPU, once more. The quieter attempt is
-    published; every attempt is kept."""
+    """One item: a check that the machine is quiet (waiting for it up to
+    ``wait_idle_s``), the item with the CPU watched, and, if others used
+    more than BUSY_SHARE of it during the item, once more. The quieter
+    attempt is published; every attempt is kept."""
     attempts = []
     for attempt in range(2 if repeat else 1):
         print(f"{name}{' (again: the first attempt was busy)' if attempt else ''}:", flush=True)
@@ -641,7 +642,7 @@ def measure(bench: Bench, name: str, repeat: bool, wait_idle_s: float) -> dict:
         with CpuWatch() as watch:
             figures = ITEMS[name](bench)
         during = watch.summary()
-        busy = before["busy"] or during["busy"]
+        busy = during["busy"]  # what the item's runs shared the machine with; `before` is kept too
         attempts.append(
             {
                 "attempt": attempt + 1,

@@ -150,7 +150,7 @@ def main() -> None:
         "limits": limits,
         "before": before,
         "others_share": during["others_share"],
-        "busy": before["busy"] or during["busy"],
+        "busy": during["busy"],
         "load_samples": during["samples"],
         "candidates": candidates,
         "verdict": verdict,
