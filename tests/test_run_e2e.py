@@ -16,9 +16,9 @@ PER_EPOCH = ["loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accurac
 FINAL = ["test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "final_overfit_gap"]
 
 
-def only_run(uri):
+def only_run(uri, experiment_name="mnist"):
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("mnist")
+    experiment = client.get_experiment_by_name(experiment_name)
     runs = client.search_runs([experiment.experiment_id]) if experiment else []
     assert len(runs) == 1, f"expected one run, found {len(runs)}"
     return client, runs[0]
@@ -82,7 +82,9 @@ def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
 def test_cnn_on_offline_digits(run_cli):
     done, uri = run_cli("data=digits", "model=cnn", "trainer.epochs=2", "tracking.log_model=false")
     assert done.returncode == 0, done.stderr[-3000:]
-    _, run = only_run(uri)
+    # Each data set has its own experiment, so digits runs never rank against MNIST ones.
+    client, run = only_run(uri, "digits")
+    assert client.get_experiment_by_name("mnist") is None
     assert run.info.status == "FINISHED"
     assert run.data.tags["model"] == "cnn" and run.data.tags["data"] == "digits"
 
