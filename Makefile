@@ -73,7 +73,7 @@ format: ## Fix what ruff can: import order, formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: ## The benchmark suite on an idle machine (~25 min): BENCHMARKS.md, docs/bench.png, bench/results/bench.json
+bench: ## The benchmark suite on an idle machine (~45 min): BENCHMARKS.md, docs/bench.png, bench/results/bench.json
 	$(BIN)/python bench/run_bench.py $(ARGS)
 
 bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads (bench/results/)

@@ -34,6 +34,8 @@ from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.sweeps import parent
 
 compose.register()
+if {"--help", "-h", "--hydra-help"} & set(sys.argv[1:]):
+    compose.list_groups_once()
 redaction.redact_logs()  # before Hydra logs anything (its launchers log each job's overrides)
 log = logging.getLogger("run")
 SHOW_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"  # as the user set it

@@ -116,6 +116,28 @@ def test_help_and_cfg_do_not_import_tensorflow(flag):
     assert ("trainer" in done.stdout) if "--cfg" in flag else ("experiment:" in done.stdout)
 
 
+@pytest.mark.slow
+def test_help_lists_the_same_groups_as_hydra_does_alone():
+    """``--help`` asks Hydra about every group through one copy of its config
+    repository (compose.list_groups_once); the page must be Hydra's own."""
+
+    def help_page(patched: bool) -> str:
+        script = (
+            "import runpy, sys\n"
+            "from mnist_runner.config import compose\n"
+            + ("" if patched else "compose.list_groups_once = lambda: None\n")
+            + "sys.argv = ['run.py', '--help']\n"
+            f"runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    fast, hydra_alone = help_page(patched=True), help_page(patched=False)
+    assert "\nmodel: " in fast and "\nexperiment: " in fast
+    assert fast == hydra_alone
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "hparams_search").glob("*.yaml")))
 def test_every_search_preset_composes(compose_cfg, name):
     schema.validate(compose_cfg(f"hparams_search={name}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.types import RunMode
@@ -31,6 +32,29 @@ def register() -> None:
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
     schema.register_schemas()
+
+
+def list_groups_once() -> None:
+    """Make ``run.py --help`` fast: it lists every config group, and Hydra 1.3
+    answers each question about a group (about 115 of them) with a fresh deep
+    copy of its whole config repository, 40 ms each. Within one ``--help``
+    the repository does not change, so one copy answers them all. Hydra
+    offers no setting for this; only ``run.py`` calls it, for ``--help``.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    if getattr(ConfigLoaderImpl.get_group_options, "lists_groups_once", False):
+        return
+    repos: dict = {}
+
+    def get_group_options(self, group_name, results_filter=ObjectType.CONFIG, config_name=None, overrides=None):
+        key = (id(self), config_name, tuple(overrides or ()))
+        if key not in repos:
+            repos[key] = self._parse_overrides_and_create_caching_repo(config_name, list(overrides or ()))[1]
+        return repos[key].get_group_options(group_name, results_filter)
+
+    get_group_options.lists_groups_once = True
+    ConfigLoaderImpl.get_group_options = get_group_options
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
