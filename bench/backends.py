@@ -13,8 +13,9 @@
    (the default with ``--gpu``) the same workloads in plain Keras on JAX
    (bench/reference_keras.py) beside them.
 2. ``overhead``: ``python run.py model=dense trainer.epochs=3`` against
-   ``bench/reference_keras.py dense --epochs 3`` with the runner's execution
-   options (``steps_per_execution``, eval batch size), on TensorFlow and on
+   ``bench/reference_keras.py dense --epochs 3 --uint8`` with the runner's
+   execution options (``steps_per_execution``, eval batch size) and its uint8
+   input, on TensorFlow and on
    JAX, the two sides alternating, ``--reps`` times: whole-process wall time,
    runner / plain Keras.
 3. ``jax_cache``: two runs of the dense net on JAX, one after the other,
@@ -191,8 +192,10 @@ def part_overhead(bench: Bench, backends: list[str], reps: int) -> dict:
                 if side == "runner":
                     pair.append(bench.runner(backend, ["model=dense", f"trainer.epochs={OVERHEAD_EPOCHS}"], "overhead"))
                 else:
+                    # Like for like: the runner's execution options and its uint8 input, rescaled in the model.
                     options = ["--epochs", str(OVERHEAD_EPOCHS), "--steps-per-execution", str(STEPS_PER_EXECUTION)]
-                    pair.append(bench.reference(backend, "dense", options + ["--eval-batch-size", "1024"], "overhead"))
+                    options += ["--eval-batch-size", "1024", "--uint8"]
+                    pair.append(bench.reference(backend, "dense", options, "overhead"))
             runner, keras = sorted(pair, key=lambda row: row["side"] != "runner")
             rows.append(
                 {
@@ -319,7 +322,9 @@ def render(results: dict, title: str) -> str:
         overhead = parts["overhead"]
         lines += [
             f"The runner's fixed cost: `run.py model=dense trainer.epochs={overhead['epochs']}` against plain Keras "
-            f"(`reference_keras.py dense`, the same execution options), alternating, whole process, median of "
+            f"(`reference_keras.py dense --uint8`, the same execution options and input; on JAX the runner also has "
+            f"its persistent compilation cache, which the plain script does not), alternating, whole process, "
+            f"median of "
             f"{len(overhead['rows']) // max(len(overhead['summary']), 1)} pairs ({load_note(overhead, m['cores'])}):",
             "",
             "| backend | runner (s) | plain Keras (s) | runner / Keras (min – max) | extra (s) |",

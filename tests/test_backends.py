@@ -26,6 +26,10 @@ from mnist_runner.tracking import provenance
 
 CORE = ["tensorflow", "jax"]  # what `make install` installs: every feature is tested on both
 WITH_TORCH = CORE + (["torch"] if backend.installed("torch") else [])
+# Features whose TensorFlow run is already a test of its own (named where they
+# are used) run here on the other backends only, to keep the suite's time.
+NOT_TF = [name for name in CORE if name != "tensorflow"]
+NOT_TF_WITH_TORCH = [name for name in WITH_TORCH if name != "tensorflow"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENV.pop("KERAS_BACKEND", None)
 # Numbers that differ from run to run by nature: wall times and the machine's load.
@@ -317,9 +321,11 @@ def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("name", NOT_TF)
 def test_the_same_seed_twice_in_one_process_gives_identical_numbers(tmp_store, name):
-    """Determinism on the CPU, and the session reset between two runs of one process (the Python API)."""
+    """Determinism on the CPU, and the session reset between two runs of one
+    process (the Python API). On TensorFlow: test_training_semantics.py's
+    determinism test and test_faults.py's same seed twice."""
     overrides = [
         f"backend={name}",
         "data.train_samples=2000",
@@ -348,9 +354,10 @@ def test_the_same_seed_twice_in_one_process_gives_identical_numbers(tmp_store, n
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", WITH_TORCH)
+@pytest.mark.parametrize("name", NOT_TF_WITH_TORCH)
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_sweeps_in_process_and_in_worker_processes(tmp_store, name, launcher):
+    """On TensorFlow: test_sweep.py (in-process and joblib sweeps)."""
     done = run_py(
         tmp_store,
         f"hydra/launcher={launcher}",
@@ -370,8 +377,9 @@ def test_sweeps_in_process_and_in_worker_processes(tmp_store, name, launcher):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("name", NOT_TF)
 def test_search_prunes_a_hopeless_trial(tmp_store, name):
+    """On TensorFlow: test_search.py's hopeless trial."""
     import optuna
 
     storage = f"sqlite:///{tmp_store.root / 'optuna.db'}"
@@ -402,14 +410,15 @@ def test_search_prunes_a_hopeless_trial(tmp_store, name):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("name", NOT_TF)
 def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend(tmp_store, name):
+    """On TensorFlow: test_faults.py's interrupted and resumed runs."""
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
         f"backend={name}",
         "data=digits",
-        "trainer.epochs=40",
+        "trainer.epochs=12",
         "tracking.log_model=false",
         *tmp_store.overrides(run_dir="hydra"),
     ]
@@ -432,12 +441,13 @@ def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend
     client, [run] = runs_of(tmp_store, "digits")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == name
     assert int(run.data.tags["resumed_from_epoch"]) >= 2
-    assert sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")}) == list(range(1, 41))
+    assert sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")}) == list(range(1, 13))
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", CORE)
+@pytest.mark.parametrize("name", NOT_TF)
 def test_a_diverging_run_fails_with_its_reason(tmp_store, name):
+    """On TensorFlow: test_faults.py's diverging loss."""
     done = run_py(
         tmp_store,
         f"backend={name}",

@@ -276,10 +276,10 @@ store.connect(uri, "exp", artifacts)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attempt", range(3))
-def test_processes_starting_at_once_on_a_new_store_share_one_good_store(tmp_path, attempt):
+def test_processes_starting_at_once_on_a_new_store_share_one_good_store(tmp_path):
     """8 processes open a store that does not exist yet at the same moment
-    (each waits, imports done, for the same signal): all succeed, one store."""
+    (each waits, imports done, for the same signal): all succeed, one store.
+    `make faults` repeats this with whole runs, many times."""
     path = tmp_path / "store" / "mlflow.db"
     uri = f"sqlite:///{path}"
     go = tmp_path / "go"

@@ -128,26 +128,6 @@ def test_sequential_jobs_do_not_leak_state(tmp_store):
     }
 
 
-@pytest.mark.parametrize("repetition", [1, 2, 3])
-def test_eight_parallel_jobs_on_a_fresh_sqlite_store(tmp_store, repetition):
-    """Several processes opening a new SQLite store at once used to crash;
-    the sweep creates it once before the workers start."""
-    assert not tmp_store.db.exists()
-    done, uri = multirun(
-        tmp_store,
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "data=digits",
-        "trainer.epochs=1",
-        "trainer.seed=1,2,3,4,5,6,7,8",
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    _, parents, children = sweep_runs(uri)
-    assert [p.info.status for p in parents] == ["FINISHED"]
-    assert sorted(c.data.params["trainer.seed"] for c in children) == [str(s) for s in range(1, 9)]
-    assert all(c.info.status == "FINISHED" for c in children)
-
-
 def test_interrupted_sweep_leaves_nothing_running(tmp_store):
     import signal
 

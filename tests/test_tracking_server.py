@@ -75,7 +75,7 @@ def server(server_root):
 
 
 def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
-    """4 jobs, 2 workers, logging over HTTP with credentials given the usual ways."""
+    """2 jobs on 2 workers, logging over HTTP at once with credentials given the usual ways."""
     store = TempStore(tmp_path, server_uri=f"http://sweeper:{URI_SECRET}@127.0.0.1:{server.port}")
     command = [
         sys.executable,
@@ -85,7 +85,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
         "hydra.launcher.n_jobs=2",
         "data=digits",
         "trainer.epochs=2",
-        "model.dropout=0.0,0.2,0.4,0.6",
+        "model.dropout=0.0,0.2",
         "tracking.log_model=false",
         *store.overrides(sweep_dir="sweep"),
     ]
@@ -98,7 +98,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     }
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
-    print(f"\n4-job sweep against the server: {time.monotonic() - started:.1f} s")
+    print(f"\n2-job sweep against the server: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
     client = MlflowClient(tracking_uri=server.tracking_uri)
@@ -110,12 +110,12 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
-    assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 4
-    assert [c.info.status for c in children] == ["FINISHED"] * 4
+    assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 2
+    assert [c.info.status for c in children] == ["FINISHED"] * 2
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
-    assert sorted(c.data.params["model.dropout"] for c in children) == ["0.0", "0.2", "0.4", "0.6"]
+    assert sorted(c.data.params["model.dropout"] for c in children) == ["0.0", "0.2"]
     logged_report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert logged_report == {f"report/{f}" for f in REPORT_FILES}
 
