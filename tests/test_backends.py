@@ -262,11 +262,12 @@ def digit_png(folder, index=0):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("name", WITH_TORCH)
+@pytest.mark.parametrize("name", NOT_TF_WITH_TORCH)
 def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp_store, name):
     """bfloat16 training, the gap, checkpoints, tags, the logged model with
     its requirements; then the registry and predict.py load that model in
-    processes that run Keras on TensorFlow."""
+    processes that run Keras on TensorFlow. On TensorFlow: test_run_e2e.py,
+    test_predict.py, test_precision.py and the requirements test above."""
     done = run_py(
         tmp_store,
         f"backend={name}",

@@ -80,13 +80,18 @@ def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
 
 
 def test_cnn_on_offline_digits(run_cli):
-    done, uri = run_cli("data=digits", "model=cnn", "trainer.epochs=2", "tracking.log_model=false")
+    # In bfloat16: TensorFlow's mixed-precision run end to end (JAX's: test_backends.py).
+    done, uri = run_cli(
+        "data=digits", "model=cnn", "trainer.epochs=2", "trainer.precision=mixed_bfloat16", "tracking.log_model=false"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # Each data set has its own experiment, so digits runs never rank against MNIST ones.
     client, run = only_run(uri, "digits")
     assert client.get_experiment_by_name("mnist") is None
     assert run.info.status == "FINISHED"
     assert run.data.tags["model"] == "cnn" and run.data.tags["data"] == "digits"
+    assert run.data.params["trainer.precision"] == "mixed_bfloat16" and run.data.tags["backend"] == "tensorflow"
+    assert run.data.metrics["test_accuracy"] > 0.5
 
 
 def test_bad_data_path_fails_before_any_run(run_cli, tmp_path):
