@@ -59,10 +59,10 @@ compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --e
 test: ## The whole test suite, what CI runs
 	$(BIN)/python -m pytest
 
-test-fast: ## The tests that neither train nor start processes: the edit-test loop (under 90 s)
+test-fast: ## The tests that neither train nor start processes: the edit-test loop (about 1 min, 469 of 627 tests)
 	$(BIN)/python -m pytest -m "not slow"
 
-faults: ## Fault injection for the record: SIGKILL at random moments then resume, processes on a new store (docs/reliability.json)
+faults: ## Fault injection for the record (~16 min): SIGKILL at random moments then resume, processes on a new store (docs/reliability.json)
 	$(BIN)/python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
 
 lint: ## Lint and format check (ruff, configured in pyproject.toml)
