@@ -159,6 +159,17 @@ def runs_by_role(uri):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
+def running_children(sweep: subprocess.Popen, uri: str, count: int, timeout: float) -> list:
+    """The sweep's RUNNING child runs, once ``count`` of them are (or the sweep
+    ended, or ``timeout`` seconds passed)."""
+    deadline = time.monotonic() + timeout
+    running = []
+    while len(running) < count and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(1)
+        running = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
+    return running
+
+
 def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
     done, uri = multirun(cluster, tmp_store, "trainer.epochs=2", "model.dropout=0.0,0.5")
     output = done.stdout + done.stderr
@@ -188,12 +199,7 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
 def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
     sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0", background=True)
     try:
-        deadline = time.monotonic() + 180
-        children = []
-        while not children and time.monotonic() < deadline and sweep.poll() is None:
-            time.sleep(1)
-            children = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
-        assert children, "the job's MLflow run never started"
+        assert running_children(sweep, uri, 1, timeout=180), "the job's MLflow run never started"
         # This sweep's one SLURM job, as submitit names its pickle: <job id>_submitted.pkl.
         pickles = (tmp_store.root / "sweep" / "slurm").glob("*/*_submitted.pkl")
         job_ids = [path.name.removesuffix("_submitted.pkl") for path in pickles]
@@ -215,12 +221,7 @@ def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
 def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, tmp_store):
     sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0,0.5", background=True)
     try:
-        deadline = time.monotonic() + 240
-        running = []
-        while len(running) < 2 and time.monotonic() < deadline and sweep.poll() is None:
-            time.sleep(1)
-            running = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
-        assert len(running) == 2, "the jobs' MLflow runs never started"
+        assert len(running_children(sweep, uri, 2, timeout=240)) == 2, "the jobs' MLflow runs never started"
         sweep.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that submitted the sweep
         output, _ = sweep.communicate(timeout=180)
     finally:
