@@ -126,7 +126,7 @@ def cluster(request):
     assert slurm_cluster.leftover_job_processes(layout) == []
 
 
-def multirun(cluster, store, *overrides, background=False):
+def multirun(cluster, store, *overrides, background=False, env=None):
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
@@ -140,7 +140,7 @@ def multirun(cluster, store, *overrides, background=False):
         "tracking.log_model=false",
         *store.overrides(sweep_dir="sweep"),
     ]
-    env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     if background:
         return subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=store.root, env=env
@@ -157,8 +157,6 @@ def runs_by_role(uri):
     return client, parents, children
 
 
-@pytest.mark.slurm
-@pytest.mark.e2e
 def running_children(sweep: subprocess.Popen, uri: str, count: int, timeout: float) -> list:
     """The sweep's RUNNING child runs, once ``count`` of them are (or the sweep
     ended, or ``timeout`` seconds passed)."""
@@ -170,6 +168,43 @@ def running_children(sweep: subprocess.Popen, uri: str, count: int, timeout: flo
     return running
 
 
+@pytest.fixture(autouse=True)
+def queue_left_empty(request):
+    """Each test that uses the cluster leaves its queue empty, so that no test
+    depends on the ones before it: a job still listed is waited for (a bound),
+    then cancelled, and the test fails."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    layout = request.getfixturevalue("cluster")
+    yield
+    deadline = time.monotonic() + 60
+    while (left := queue(layout)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if left:
+        slurm_cluster.cancel_jobs(layout)
+        pytest.fail(f"the test left jobs in the queue for over 60 s:\n{left}")
+
+
+def queue(layout) -> str:
+    listed = subprocess.run(["squeue", "--noheader"], env=layout.client_env(), capture_output=True, text=True)
+    return listed.stdout.strip()
+
+
+def slow_job_exit(folder: Path, seconds: float) -> dict[str, str]:
+    """The environment for SLURM jobs whose Python processes take ``seconds``
+    to exit (a ``sitecustomize`` that sleeps at exit in a job): a cancelled job
+    then stays in the queue (CG) that long after it closed its run, as a busy
+    node's jobs do, so that a sweep not waiting for them is caught every time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        f"import atexit, os, time\nif 'SLURM_JOB_ID' in os.environ:\n    atexit.register(time.sleep, {seconds})\n"
+    )
+    return {"PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)}
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
 def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
     done, uri = multirun(cluster, tmp_store, "trainer.epochs=2", "model.dropout=0.0,0.5")
     output = done.stdout + done.stderr
@@ -219,7 +254,10 @@ def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, tmp_store):
-    sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0,0.5", background=True)
+    exit_delay = slow_job_exit(tmp_store.root / "slow_exit", seconds=8)
+    sweep, uri = multirun(
+        cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0,0.5", background=True, env=exit_delay
+    )
     try:
         assert len(running_children(sweep, uri, 2, timeout=240)) == 2, "the jobs' MLflow runs never started"
         sweep.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that submitted the sweep
@@ -227,9 +265,11 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, t
     finally:
         if sweep.poll() is None:
             sweep.kill()
+    # Read at once: the sweep returns only once its cancelled jobs have left the queue.
+    left = queue(cluster)
     assert sweep.returncode == 130, output[-3000:]
-    queue = subprocess.run(["squeue", "--noheader"], env=cluster.client_env(), capture_output=True, text=True)
-    assert queue.stdout.strip() == "", f"jobs left in the queue:\n{queue.stdout}"
+    assert left == "", f"jobs left in the queue:\n{left}\n{output[-2000:]}"
+    assert "the cancelled SLURM jobs left the queue after" in output, output[-3000:]
     _, parents, children = runs_by_role(uri)
     assert [parent.info.status for parent in parents] == ["KILLED"]
     assert len(children) == 2 and all(child.info.status == "KILLED" for child in children), [

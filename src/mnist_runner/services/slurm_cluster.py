@@ -295,21 +295,25 @@ def log_tail(layout: Layout, daemon: str, lines: int = 15) -> str:
     return f"last lines of {path}:\n" + "\n".join(tail)
 
 
-def cancel_jobs(layout: Layout, timeout: float = 30.0) -> None:
-    """Cancel every job of the cluster and wait until they are gone: slurmd
-    leaves running jobs behind when it stops."""
+def cancel_jobs(layout: Layout, timeout: float = 60.0) -> list[str]:
+    """Cancel every job of the cluster and wait until the queue is empty (at
+    most ``timeout`` seconds): slurmd leaves running jobs behind when it
+    stops, and a job still completing (CG) may still write to the store.
+    Returns the jobs still listed then, as ``<id> <state>``."""
     env = layout.client_env()
-    jobs = subprocess.run(["squeue", "-h", "-o", "%A"], env=env, capture_output=True, text=True, timeout=15)
-    job_ids = sorted(set(jobs.stdout.split()))
-    if jobs.returncode != 0 or not job_ids:
-        return
+
+    def listed() -> list[str]:
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %T"], env=env, capture_output=True, text=True, timeout=15)
+        return jobs.stdout.splitlines() if jobs.returncode == 0 else []
+
+    job_ids = sorted({line.split()[0].split("_")[0] for line in listed()})
+    if not job_ids:
+        return []
     subprocess.run(["scancel", *job_ids], env=env, capture_output=True, timeout=15)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = subprocess.run(["squeue", "-h", "-o", "%A"], env=env, capture_output=True, text=True, timeout=15)
-        if left.returncode != 0 or not left.stdout.strip():
-            return
+    while (left := listed()) and time.monotonic() < deadline:
         time.sleep(0.5)
+    return left
 
 
 def leftover_job_processes(layout: Layout) -> list[int]:
@@ -337,7 +341,13 @@ def stop(directory: Path = DEFAULT_DIR, timeout: float = 15.0) -> list[str]:
     Daemons already down are skipped."""
     layout = Layout(Path(directory).resolve())
     if read_pid(layout, "slurmctld") and read_pid(layout, "munged"):
-        cancel_jobs(layout)
+        left = cancel_jobs(layout)
+        if left:
+            print(
+                f"warning: SLURM jobs still completing after they were cancelled: {', '.join(left)}; "
+                "their processes are killed with the daemons",
+                file=sys.stderr,
+            )
     stopped = []
     # Reverse start order: slurmd and slurmctld still need munge while shutting down.
     for daemon in reversed(DAEMONS):

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SWEEP_FILE = "mlflow_sweep.json"
 # How long a stopped sweep waits for its jobs' processes to close their runs.
 STOP_WAIT_SECONDS = 30
+# How long a stopped sweep waits for its cancelled SLURM jobs to leave the
+# queue: a job still completing (CG) may still write its run's final state.
+QUEUE_WAIT_SECONDS = 90
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,33 @@ def cancel_cluster_jobs(info: SweepInfo) -> list[str]:
     return jobs
 
 
+def jobs_in_queue(job_ids: list[str]) -> list[str]:
+    """Those of ``job_ids`` (job ids, or array job ids as submitit's folders
+    name them) that SLURM still lists, as ``<id> <state>``; a job is listed
+    until its processes have ended."""
+    wanted = set(job_ids)
+    # %F: the array job's id (a plain job's own id), %i: the job, %T: its state.
+    listed = subprocess.run(["squeue", "-h", "-o", "%F %i %T"], capture_output=True, text=True, timeout=30)
+    if listed.returncode != 0:
+        raise OSError(f"squeue failed: {(listed.stderr or listed.stdout).strip()}")
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    return [f"{row[1]} {row[2]}" for row in rows if len(row) == 3 and row[0] in wanted]
+
+
+def wait_for_jobs_to_leave(job_ids: list[str], timeout: float = QUEUE_WAIT_SECONDS) -> list[str]:
+    """Wait until SLURM no longer lists ``job_ids``, at most ``timeout``
+    seconds; the jobs still listed then (``<id> <state>``), or []."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            left = jobs_in_queue(job_ids)
+        except (OSError, subprocess.SubprocessError) as error:
+            return [f"(the queue could not be read: {error})"]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.5)
+
+
 def end_early(status: str, reason: str, child_reason: str) -> SweepEnd | None:
     """Close this process's open sweep that stopped early (Ctrl-C, SIGTERM, a
     launcher that failed): its jobs, their runs (``child_reason`` for those
@@ -218,6 +248,19 @@ def end_early(status: str, reason: str, child_reason: str) -> SweepEnd | None:
         return None
     try:
         cancelled = cancel_cluster_jobs(info)
+        if cancelled:
+            # Nothing of the sweep may write after the command has ended.
+            began = time.monotonic()
+            left = wait_for_jobs_to_leave(cancelled)
+            if left:
+                log.warning(
+                    "SLURM jobs still in the queue %.0f s after they were cancelled: %s; they may still "
+                    "write to the store",
+                    time.monotonic() - began,
+                    ", ".join(left),
+                )
+            else:
+                log.info("the cancelled SLURM jobs left the queue after %.1f s", time.monotonic() - began)
         closed = close_children(info, child_reason, STOP_WAIT_SECONDS if cancelled or status == "KILLED" else 5)
         out_dir = Path(info.sweep_dir) / "report"
         table = finish_parent_run(info, out_dir, status, reason)
