@@ -18,7 +18,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 
 from mnist_runner.redaction import redact, redact_override
-from mnist_runner.tracking import figures, provenance
+from mnist_runner.tracking import figures, provenance, store
 
 log = logging.getLogger(__name__)
 DIGEST_LENGTH = 16  # MLflow keeps at most 36 characters
@@ -106,9 +106,13 @@ def dataset_source(source: str) -> DatasetSource:
 
 
 def log_datasets(inputs: Mapping[str, MetaDataset]) -> None:
-    """The parts of the data as the run's inputs: the UI's Datasets column."""
+    """The parts of the data as the run's inputs: the UI's Datasets column.
+    Parallel jobs of a sweep log the same test set at once (``store.written_once``)."""
     for context, dataset in inputs.items():
-        mlflow.log_input(dataset, context=context)
+        store.written_once(
+            lambda dataset=dataset, context=context: mlflow.log_input(dataset, context=context),
+            f"data set {dataset.name} ({context})",
+        )
 
 
 def model_summary(model: keras.Model) -> str:

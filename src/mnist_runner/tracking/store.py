@@ -21,11 +21,13 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from mnist_runner.errors import EXIT_FAILED, UserError
 from mnist_runner.redaction import redact
@@ -36,6 +38,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 SQLITE_PREFIX = "sqlite:///"
+# What a store says when a row another process has just written is written again.
+DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value", "RESOURCE_ALREADY_EXISTS")
+T = TypeVar("T")
 # The MLflow UI opens an experiment of this kind in its model-training view
 # (runs, charts), not its GenAI one (traces, judges, prompts).
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
@@ -257,3 +262,23 @@ def _server_down(uri: str, reason: str) -> TrackingError:
         f"tracking.uri={redact(uri)}: no MLflow server answers there ({reason}); start one "
         "(`make ui` serves the local store, `make server` a PostgreSQL-backed server) or choose another tracking.uri"
     )
+
+
+def written_once(write: Callable[[], T], what: str, attempts: int = 4) -> T:
+    """``write()``, once more where it failed because another process wrote
+    the same row at the same moment.
+
+    MLflow looks some shared rows up, then inserts them, in two steps (a
+    data set of an experiment, logged by every run that uses it): two jobs
+    of a sweep doing so at once both find nothing, and the slower insert
+    fails on the row the faster one wrote. The write then finds that row and
+    goes through; any other error is raised as it is."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except Exception as error:
+            if attempt == attempts or not any(marker in str(error) for marker in DUPLICATE_ROW):
+                raise
+            log.info("%s: another process wrote the same row at the same moment; writing again", what)
+            time.sleep(random.uniform(0.01, 0.1) * attempt)  # jittered: two retrying jobs do not meet again
+    raise AssertionError("unreachable")
