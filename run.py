@@ -31,7 +31,8 @@ from mnist_runner import errors, redaction, signals
 from mnist_runner.config import compose, runtime, schema
 from mnist_runner.config.backend import activate, of_config
 from mnist_runner.paths import DEFAULT_TRACKING_URI
-from mnist_runner.sweeps import parent
+from mnist_runner.sweeps import continuation, parent
+from mnist_runner.tracking import sweep_records
 
 compose.register()
 if {"--help", "-h", "--hydra-help"} & set(sys.argv[1:]):
@@ -71,42 +72,69 @@ def main(cfg: DictConfig) -> dict | None:
 
 def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     """One run: a new one, or the interrupted run ``resume=<run id>`` continued
-    with the config it logged (in the store of ``tracking.uri``)."""
-    activate(run_backend(cfg), deterministic=cfg.trainer.deterministic)  # before anything imports Keras
+    with the config it logged (in the store of ``tracking.uri``). A job of a
+    grid sweep does what the sweep's plan says for it (``continuation``):
+    nothing for a job that has finished, its interrupted run continued, or a
+    new run (superseding a failed one)."""
+    sweep = parent.read_sweep_info(sweep_dir) if sweep_dir else None
+    key = continuation.job_key(cfg) if sweep else None
+    step = sweep.jobs.get(key, {}) if sweep else {}
+    if step.get("action") == continuation.DONE:
+        log.info("job finished already in run %s: not trained again", step["run_id"])
+        return parent.finished_job(sweep, step["run_id"])
+    resume_id = cfg.resume or (step["run_id"] if step.get("action") == continuation.RESUME else None)
+    activate(run_backend(cfg, resume_id), deterministic=cfg.trainer.deterministic)  # before anything imports Keras
     global LAST_TRACKING_URI
     LAST_TRACKING_URI = cfg.tracking.uri
     runtime.import_keras(cfg.verbose)
     from mnist_runner.pipeline.experiment import run_experiment
+    from mnist_runner.pipeline.resume import plan_resume
 
     if cfg.resume:
-        from mnist_runner.pipeline.resume import plan_resume
-
         stored, resume = plan_resume(cfg, cfg.resume, overrides)
         return run_experiment(stored, resume=resume)
+    if resume_id:  # a sweep's interrupted job: its run's own config, as the job key says it is
+        try:
+            stored, resume = plan_resume(cfg, resume_id)
+        except errors.UserError as cannot:  # e.g. its checkpoints are gone: the job runs again
+            log.warning("run %s cannot be continued (%s); the job runs again in a new run", resume_id, cannot)
+            step = {"action": continuation.RERUN, "run_id": resume_id}
+        else:
+            return run_experiment(stored, resume=resume)
     from mnist_runner.sweeps.pruning import trial_callbacks
 
-    sweep = parent.read_sweep_info(sweep_dir) if sweep_dir else None
+    tags = {"sweep_id": sweep.sweep_id, sweep_records.TAG_JOB_KEY: key} if sweep else None
+    if step.get("action") == continuation.RERUN:
+        tags[sweep_records.TAG_SUPERSEDES] = step["run_id"]
+        parent.mark_superseded(sweep, step["run_id"])
     return run_experiment(
         cfg,
         overrides=overrides,
         parent_run_id=sweep.parent_run_id if sweep else None,
-        extra_tags={"sweep_id": sweep.sweep_id} if sweep else None,
+        extra_tags=tags,
         callbacks=trial_callbacks(cfg),
     )
 
 
-def run_backend(cfg: DictConfig) -> str:
+def run_backend(cfg: DictConfig, resume_id: str | None) -> str:
     """The Keras backend of the run: a resumed run goes on with the one it used."""
-    if not cfg.resume:
+    if not resume_id:
         return of_config(cfg)
     from mnist_runner.tracking.run_history import interrupted_run
 
-    run = interrupted_run(cfg.tracking.uri, cfg.resume)
+    run = interrupted_run(cfg.tracking.uri, resume_id)
     return run.data.tags.get("backend") or of_config({"backend": run.data.params.get("backend")})
 
 
 def cli() -> None:
     signals.install_handlers()
+    try:
+        continued = continuation.continued_argv(sys.argv[1:])  # resume=<a sweep's parent run id>
+    except errors.UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    if continued is not None:
+        sys.argv[1:], os.environ[continuation.CONTINUES_ENV] = continued
     # Hydra prints an exception that escapes it and exits 1; set, this lets it
     # through, so that a sweep whose launcher failed (a worker killed) is
     # closed here with its report, and a config error gets exit code 2. The
@@ -161,9 +189,12 @@ def sweep_summary(ended: parent.SweepEnd | None) -> str:
     if ended is None:
         return ""
     report = f"; the report of what finished is in {ended.report_dir}" if ended.report_dir else ""
+    # A search continues with its own command (its study resumes); a grid sweep with this one.
+    command = continuation.continue_command(ended.info.parent_run_id, ended.info.tracking_uri)
+    how = f"\ncontinue it (finished jobs are kept): {command}" if ended.info.jobs else ""
     return (
         f"; {ended.finished} job(s) finished, {ended.closed} run(s) left RUNNING were closed{report}; "
-        f"parent run {ended.info.parent_run_id}"
+        f"parent run {ended.info.parent_run_id}{how}"
     )
 
 

@@ -2,13 +2,17 @@
 
 ``SweepCallback`` is a Hydra callback (see conf/config.yaml). Before any job
 of a multirun starts it validates every job's config and opens the sweep's
-parent run (``parent``), where each job finds it and logs as a child run. At
-the end it builds the overfitting-gap report and logs it to the parent run.
+parent run (``parent``), where each job finds it and logs as a child run, or
+reopens the parent run of the sweep it continues (``continuation``) with the
+plan of what each job does. At the end it builds the overfitting-gap report,
+logs it to the parent run, and fails (exit 1) naming every job that did not
+finish, with the command that continues the sweep.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import sys
@@ -22,8 +26,9 @@ from omegaconf import DictConfig
 
 from mnist_runner import signals
 from mnist_runner.config import backend, schema
-from mnist_runner.errors import UserError
-from mnist_runner.sweeps import parent
+from mnist_runner.errors import EXIT_FAILED, UserError
+from mnist_runner.sweeps import continuation, parent
+from mnist_runner.tracking import store, sweep_records
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +61,57 @@ def expand_grid(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
     return swept, [list(job) for job in itertools.product(*choices.values())]
 
 
-def validate_jobs(config_name: str, jobs: list[list[str]]) -> None:
+def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[DictConfig]:
     """Compose and validate every job's config: one bad value fails the sweep
-    before any job runs."""
+    before any job runs. The configs, as the jobs will see them."""
+    configs = []
     for job in jobs:
         try:
-            schema.validate(compose(config_name=config_name, overrides=job))
+            configs.append(compose(config_name=config_name, overrides=job))
+            schema.validate(configs[-1])
         except UserError as error:
             raise type(error)(f"sweep job {' '.join(job)}: {error}") from error
+    return configs
+
+
+LAUNCHER_KEYS = ("hydra/launcher", "hydra.launcher.")
+
+
+def sweep_record(config: DictConfig, overrides: list[str], n_jobs: int) -> dict[str, str]:
+    """The parent run's tags that let the sweep be continued: its grid (but
+    where its runs are logged: the continuing command names the store), its
+    launcher with its settings, and its number of jobs."""
+    grid = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "tracking.uri"]
+    launcher = [o for o in config.hydra.overrides.hydra if o.lstrip("+~").startswith(LAUNCHER_KEYS)]
+    return {
+        sweep_records.TAG_OVERRIDES: json.dumps(grid),
+        sweep_records.TAG_LAUNCHER: json.dumps(launcher),
+        sweep_records.TAG_JOBS: str(n_jobs),
+    }
+
+
+def open_sweep(config: DictConfig, overrides: list[str], swept: list[str], jobs: list[list[str]], configs) -> None:
+    """Open the sweep's parent run, new or continued, with its jobs' plan
+    (``parent.active()`` then has it)."""
+    search = bool(config.hydra.sweeper.get("n_trials"))  # a search runs n_trials jobs, not the grid
+    n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
+    record = sweep_record(config, overrides, n_jobs)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    # Read once, and not passed on to the jobs' processes.
+    continues = os.environ.pop(continuation.CONTINUES_ENV, None)
+    grid = [(continuation.job_key(cfg), job) for cfg, job in zip(configs, jobs)]
+    if not continues:
+        sweep_params = dict(override.split("=", 1) for override in overrides)
+        info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs, sweep_dir, record)
+        if not search:
+            parent.with_jobs(info, continuation.plan_jobs(grid, {}))
+        return
+    # The plan before the parent is reopened: a refused continuation leaves the sweep as it was.
+    client = store.open_existing(config.tracking.uri, "tracking.uri")
+    experiment_id = client.get_run(continues).info.experiment_id
+    plan = continuation.plan_jobs(grid, continuation.runs_by_job(client, experiment_id, continues))
+    info = parent.reopen_parent_run(config.tracking, continues, swept, sweep_dir, record)
+    parent.with_jobs(info, plan)
 
 
 class SweepCallback(Callback):
@@ -73,18 +121,35 @@ class SweepCallback(Callback):
             swept, jobs = expand_grid(overrides)
             if any(key.lstrip("+~").startswith("tracking.") for key in swept):
                 raise UserError("tracking.* cannot be swept: all jobs of a sweep log to one store and experiment")
-            validate_jobs(config_name or "config", jobs)
+            configs = validate_jobs(config_name or "config", jobs)
             backend.check_sweep(backend.sweep_backends(config_name or "config", jobs), config.hydra.launcher._target_)
-            # A search runs n_trials jobs, not the grid of its choices.
-            n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
-            sweep_params = dict(override.split("=", 1) for override in overrides)
-            sweep_dir = Path(config.hydra.sweep.dir)
-            info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs, sweep_dir)
+            open_sweep(config, overrides, swept, jobs, configs)
         except UserError as error:
             log.error("%s", error)
             sys.exit(error.exit_code)
+        info = parent.active()
+        sweep_dir = Path(config.hydra.sweep.dir)
         parent.write_sweep_info(sweep_dir, info)
-        log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, n_jobs, info.parent_run_id)
+        if not continuing(info):
+            n_jobs = len(info.jobs) or config.hydra.sweeper.get("n_trials")
+            log.info("sweep %s: %d jobs, parent MLflow run %s", info.sweep_id, n_jobs, info.parent_run_id)
+            return
+        counts = continuation.plan_counts(info.jobs)
+        log.info(
+            "continuing sweep %s (parent MLflow run %s): %d jobs: %d finished (kept as they are), "
+            "%d interrupted (continued in their runs), %d failed (run again), %d to run",
+            info.sweep_id,
+            info.parent_run_id,
+            len(info.jobs),
+            counts[continuation.DONE],
+            counts[continuation.RESUME],
+            counts[continuation.RERUN],
+            counts[continuation.NEW],
+        )
+        if counts[continuation.DONE] == len(info.jobs):
+            log.info("every job of sweep %s has finished: nothing to train", info.sweep_id)
+            self.on_multirun_end(config)
+            sys.exit(0)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if "SUBMITIT_EXECUTOR" in os.environ:  # a SLURM job: see signals.install_job_handlers
@@ -99,4 +164,37 @@ class SweepCallback(Callback):
             return
         # Every job has returned: a run still RUNNING lost its process (the OOM killer, a lost node).
         parent.close_children(info, "process died: its job ended without closing the run")
-        parent.finish_parent_run(info, sweep_dir / "report")
+        if not info.jobs:  # a search: its study says what is left to do
+            parent.finish_parent_run(info, sweep_dir / "report")
+            return
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=info.tracking_uri)
+        outcomes = continuation.outcomes(
+            info.jobs, continuation.runs_by_job(client, info.experiment_id, info.parent_run_id)
+        )
+        unfinished = [outcome for outcome in outcomes if outcome.status != "FINISHED"]
+        if not unfinished:
+            parent.finish_parent_run(info, sweep_dir / "report")
+            return
+        status = "KILLED" if all(outcome.status == "KILLED" for outcome in unfinished) else "FAILED"
+        reason = f"{len(unfinished)} of {len(outcomes)} jobs did not finish"
+        parent.finish_parent_run(info, sweep_dir / "report", status, reason)
+        lines = [
+            f"  {' '.join(outcome.overrides)}: {outcome.status or 'no run'}"
+            + (f" ({outcome.reason})" if outcome.reason else "")
+            for outcome in unfinished
+        ]
+        log.error(
+            "sweep %s: %s:\n%s\ncontinue it (finished jobs are kept): %s",
+            info.sweep_id,
+            reason,
+            "\n".join(lines),
+            continuation.continue_command(info.parent_run_id, info.tracking_uri),
+        )
+        sys.exit(EXIT_FAILED)
+
+
+def continuing(info: parent.SweepInfo) -> bool:
+    """Whether the sweep continues an earlier one: some of its jobs have runs."""
+    return bool(info.jobs) and any(step["action"] != continuation.NEW for step in info.jobs.values())

@@ -12,13 +12,15 @@ from pathlib import Path
 import pandas as pd
 
 from mnist_runner.sweeps import links, report
+from mnist_runner.tracking import sweep_records
 
 log = logging.getLogger(__name__)
 
 
 def search_children(client, experiment_id: str, parent_run_id: str | None) -> pd.DataFrame:
     """Runs of the experiment as a DataFrame: a sweep's child runs, or every
-    run that is not a sweep's parent."""
+    run that is not a sweep's parent; a FAILED run that a later run of the
+    same job replaced (``continuation``) is left out."""
     import mlflow
 
     mlflow.set_tracking_uri(client.tracking_uri)
@@ -26,6 +28,9 @@ def search_children(client, experiment_id: str, parent_run_id: str | None) -> pd
     runs = mlflow.search_runs(experiment_ids=[experiment_id], filter_string=query, max_results=50_000)
     if parent_run_id is None and "tags.sweep_role" in runs:
         runs = runs[runs["tags.sweep_role"] != "parent"]
+    supersedes = f"tags.{sweep_records.TAG_SUPERSEDES}"
+    if supersedes in runs:
+        runs = runs[~runs["run_id"].isin(set(runs[supersedes].dropna()))]
     return runs.reset_index(drop=True)
 
 
@@ -61,9 +66,9 @@ def build_report(
     for name, figure in report.figures(table, gaps, summary).items():
         figure.savefig(out_dir / f"{name}.png", dpi=100)
     log.info(
-        "overfitting-gap report (%s, %s; largest mean final gap first):\n%s\n"
+        "overfitting-gap report (%s; %s; largest mean final gap first):\n%s\n"
         "per run, every statistic and the plots: %s",
-        count(len(table), "run"),
+        run_counts(table),
         count(len(summary), "configuration"),
         report.terminal_table(summary),
         out_dir,
@@ -73,6 +78,19 @@ def build_report(
     if hint:
         log.info("%s", hint)
     return table
+
+
+def run_counts(table: pd.DataFrame) -> str:
+    """``6 runs`` when all finished, else ``6 runs: 4 finished, 1 failed, 1 interrupted``."""
+    statuses = table["status"].value_counts()
+    finished = int(statuses.get("FINISHED", 0))
+    if finished == len(table):
+        return count(len(table), "run")
+    parts = [f"{finished} finished"]
+    for status, word in (("FAILED", "failed"), ("KILLED", "interrupted"), ("RUNNING", "running")):
+        if statuses.get(status, 0):
+            parts.append(f"{int(statuses[status])} {word}")
+    return f"{count(len(table), 'run')}: {', '.join(parts)}"
 
 
 def count(number: int, noun: str) -> str:

@@ -17,12 +17,13 @@ import secrets
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from mnist_runner.errors import UserError
 from mnist_runner.redaction import redact
-from mnist_runner.tracking import liveness, provenance, store
+from mnist_runner.tracking import liveness, provenance, store, sweep_records
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,10 @@ class SweepInfo:
     swept: list[str]  # the swept config keys, e.g. ["model", "trainer.epochs"]
     sweep_dir: str
     pid: int  # the process that runs the sweep (and its parent run)
+    # A grid sweep's jobs by job key (``continuation``): each job's overrides,
+    # what it does ("done", "resume", "rerun", "new") and with which run.
+    # Empty for a search, whose sweeper picks its trials.
+    jobs: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,24 @@ def read_sweep_info(sweep_dir: Path) -> SweepInfo | None:
     return SweepInfo(**json.loads(path.read_text())) if path.is_file() else None
 
 
-def start_parent_run(tracking, sweep_params: dict[str, str], swept: list[str], n_jobs: int, sweep_dir: Path):
+def start_parent_run(
+    tracking,
+    sweep_params: dict[str, str],
+    swept: list[str],
+    n_jobs: int,
+    sweep_dir: Path,
+    record: dict[str, str] | None = None,
+):
     """Create the store and experiment once, before any job, and open the
-    parent run; ``tracking`` is the config's ``tracking`` group."""
+    parent run; ``tracking`` is the config's ``tracking`` group, ``record``
+    the tags that let the sweep be continued (``continuation``)."""
     global _active, _heartbeat
     import mlflow
 
     experiment_id = store.connect(tracking.uri, tracking.experiment, tracking.artifact_location)
     sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     client = mlflow.MlflowClient()
-    tags = {"sweep_id": sweep_id, "sweep_role": "parent", "sweep_keys": json.dumps(swept)}
+    tags = {"sweep_id": sweep_id, "sweep_role": "parent", "sweep_keys": json.dumps(swept), **(record or {})}
     run = client.create_run(
         experiment_id,
         run_name=f"sweep-{sweep_id}",
@@ -94,6 +107,68 @@ def start_parent_run(tracking, sweep_params: dict[str, str], swept: list[str], n
     _active = SweepInfo(sweep_id, run.info.run_id, experiment_id, tracking.uri, swept, str(sweep_dir), os.getpid())
     _heartbeat = liveness.Heartbeat(tracking.uri, run.info.run_id).start()
     return _active
+
+
+def reopen_parent_run(tracking, parent_run_id: str, swept: list[str], sweep_dir: Path, record: dict[str, str]):
+    """Open the parent run of a sweep that is continued, in this process:
+    RUNNING again, with this process's liveness tags and the grid it now has
+    (``record``). Its params keep what the sweep first ran with."""
+    global _active, _heartbeat
+    import mlflow
+
+    store.connect(tracking.uri, tracking.experiment, tracking.artifact_location)  # closes runs whose process died
+    client = mlflow.MlflowClient()
+    run = client.get_run(parent_run_id)
+    if run.info.status == "RUNNING":
+        where = f"process {run.data.tags.get(liveness.TAG_PID, '?')} on {run.data.tags.get(liveness.TAG_HOST, '?')}"
+        raise UserError(f"resume={parent_run_id}: the sweep is still running ({where}); stop it first")
+    # The liveness tags first: a reaper elsewhere then sees this process, never the dead one.
+    for key, value in {**liveness.process_tags(), "sweep_keys": json.dumps(swept), **record}.items():
+        client.set_tag(parent_run_id, key, value)
+    if "failure_reason" in run.data.tags:
+        client.delete_tag(parent_run_id, "failure_reason")
+    client.update_run(parent_run_id, status="RUNNING")
+    _active = SweepInfo(
+        run.data.tags["sweep_id"],
+        parent_run_id,
+        run.info.experiment_id,
+        tracking.uri,
+        swept,
+        str(sweep_dir),
+        os.getpid(),
+    )
+    _heartbeat = liveness.Heartbeat(tracking.uri, parent_run_id).start()
+    return _active
+
+
+def with_jobs(info: SweepInfo, jobs: dict[str, dict]) -> SweepInfo:
+    """``info`` with the grid's plan; it becomes this process's open sweep."""
+    global _active
+    _active = SweepInfo(**{**asdict(info), "jobs": jobs})
+    return _active
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """A job of a continued sweep whose run had finished: not trained again."""
+
+    run_id: str
+    metrics: dict[str, float]
+
+
+def finished_job(info: SweepInfo, run_id: str) -> FinishedJob:
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=info.tracking_uri).get_run(run_id)
+    return FinishedJob(run_id, dict(run.data.metrics))
+
+
+def mark_superseded(info: SweepInfo, run_id: str) -> None:
+    """Mark a job's FAILED run as replaced by the new run the job starts now;
+    it stays in the store, and the report leaves it out."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=info.tracking_uri).set_tag(run_id, sweep_records.TAG_SUPERSEDED, "true")
 
 
 def finish_parent_run(info: SweepInfo, out_dir: Path, status: str = "FINISHED", reason: str | None = None):

@@ -268,6 +268,9 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
         row = {"config": label, **{factor: runs[factor].iloc[0] for factor in factors}}
         row["runs"] = len(runs)
         row["n"] = int(runs["gap_final"].notna().sum())
+        # Why runs have no result: e.g. "1 FAILED, 1 KILLED".
+        unfinished = runs.loc[runs["status"] != "FINISHED", "status"].value_counts().sort_index()
+        row["not_finished"] = ", ".join(f"{number} {status}" for status, number in unfinished.items())
         for metric in SUMMARY_METRICS:
             interval = stats.t_interval(runs[metric])
             row[f"{metric}_mean"] = interval.mean
@@ -293,7 +296,10 @@ def p_value(p: float) -> str:
 
 
 def verdict(row: pd.Series) -> str:
-    """``yes (p=0.004)``, ``no (p=0.210)``, ``smallest``, ``cannot tell``."""
+    """``yes (p=0.004)``, ``no (p=0.210)``, ``smallest``, ``cannot tell``;
+    for a configuration without a finished run, what became of its runs."""
+    if row.get("n") == 0 and row.get("not_finished"):
+        return f"no finished run ({row['not_finished']})"
     shown = p_value(row["gap_vs_smallest_p"])
     return f"{row['gap_vs_smallest']} ({shown})" if shown else str(row["gap_vs_smallest"])
 

@@ -2,13 +2,16 @@
 
     mnist-runs list                          # the 20 latest runs of experiment 'mnist'
     mnist-runs list --experiment digits --limit 50
+    mnist-runs sweeps --experiment digits    # each sweep: its jobs finished, interrupted, failed, to run
     mnist-runs delete 3f2c... 9a1b...        # asks first; --yes does not
     mnist-runs delete 3f2c... --purge --yes  # also the artifacts, for good
 
 ``delete`` moves runs to MLflow's trash (the UI hides them; ``mlflow runs
 restore`` brings one back); ``--purge`` then removes them and their
 artifacts for good (MLflow's ``gc``). A run whose process is still training
-is not deleted.
+is not deleted. ``sweeps`` shows how far each sweep got; a sweep that has
+jobs left continues with ``python run.py resume=<its run id>``. ``--uri``
+goes before or after the command.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from mnist_runner.config.schema import DEFAULT_EXPERIMENT
 from mnist_runner.errors import EXIT_USAGE, UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.redaction import redact
-from mnist_runner.tracking import liveness, store
+from mnist_runner.tracking import liveness, store, sweep_records
 
 # param or metric -> column, in the order shown; what says what a run was and how it did.
 COLUMNS = {
@@ -43,10 +46,7 @@ def runs_table(client, experiment: str, limit: int):
     import mlflow
     import pandas as pd
 
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        known = ", ".join(e.name for e in client.search_experiments()) or "none yet"
-        raise UserError(f"--experiment {experiment}: no such experiment (known: {known})")
+    found = experiment_named(client, experiment)
     runs = mlflow.search_runs([found.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     table = pd.DataFrame(index=runs.index)
     if runs.empty:
@@ -60,6 +60,47 @@ def runs_table(client, experiment: str, limit: int):
     samples = table["samples"].where(table["samples"].notna() & (table["samples"] != "None"), "all")
     table["samples"] = samples
     return table
+
+
+def sweeps_table(client, experiment: str, limit: int):
+    """The latest ``limit`` sweeps of ``experiment``, newest first: the
+    parent run, its status, and how its jobs stand (``sweep_records``)."""
+    import pandas as pd
+
+    found = experiment_named(client, experiment)
+    parents = client.search_runs(
+        [found.experiment_id],
+        "tags.sweep_role = 'parent'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    rows = []
+    for parent in parents:
+        children = sweep_records.standing_children(client, found.experiment_id, parent.info.run_id)
+        counts = sweep_records.job_counts(parent, children)
+        rows.append(
+            {
+                "run_id": parent.info.run_id,
+                "sweep": parent.data.tags.get("sweep_id", ""),
+                "status": parent.info.status,
+                "started": pd.Timestamp(parent.info.start_time, unit="ms").strftime("%m-%d %H:%M"),
+                **{name: counts[name] for name in ("jobs", "finished", "interrupted", "failed", "to_run")},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def experiment_named(client, experiment: str):
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        known = ", ".join(e.name for e in client.search_experiments()) or "none yet"
+        raise UserError(f"--experiment {experiment}: no such experiment (known: {known})")
+    return found
+
+
+def show_sweeps(table) -> str:
+    """The sweeps table as text; full run ids (``resume=`` takes them)."""
+    return "no sweeps" if table.empty else table.to_string(index=False)
 
 
 def show(table) -> str:
@@ -132,11 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--uri", default=DEFAULT_TRACKING_URI, help="the MLflow tracking store (default: the project's)"
     )
+    # --uri after the command too (mnist-runs list --uri ...); given there, it wins.
+    store_option = argparse.ArgumentParser(add_help=False)
+    store_option.add_argument("--uri", default=argparse.SUPPRESS, help="the MLflow tracking store")
     commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="the latest runs of an experiment")
+    listing = commands.add_parser("list", help="the latest runs of an experiment", parents=[store_option])
     listing.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="default: %(default)s")
     listing.add_argument("--limit", type=int, default=20, help="how many runs (default: %(default)s)")
-    deleting = commands.add_parser("delete", help="delete runs")
+    sweeps = commands.add_parser(
+        "sweeps", help="the latest sweeps: jobs finished, interrupted, failed, to run", parents=[store_option]
+    )
+    sweeps.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="default: %(default)s")
+    sweeps.add_argument("--limit", type=int, default=20, help="how many sweeps (default: %(default)s)")
+    deleting = commands.add_parser("delete", help="delete runs", parents=[store_option])
     deleting.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     deleting.add_argument("--purge", action="store_true", help="remove them and their artifacts for good")
     deleting.add_argument("--yes", action="store_true", help="do not ask")
@@ -145,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = store.open_existing(args.uri)
         if args.command == "list":
             print(show(runs_table(client, args.experiment, args.limit)))
+            return 0
+        if args.command == "sweeps":
+            print(show_sweeps(sweeps_table(client, args.experiment, args.limit)))
             return 0
         if not args.yes:
             if not sys.stdin.isatty():

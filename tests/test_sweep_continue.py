@@ -1,0 +1,290 @@
+"""Sweeps stopped for real (``kill -9`` to the whole process group, Ctrl-C),
+then continued with ``python run.py resume=<parent run id>``; extended with
+more seeds; a sweep whose job fails exits 1 and is continued once the cause
+is gone. Every check reads the store afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.tracking import runs_cli, sweep_records
+
+pytestmark = pytest.mark.e2e
+
+EPOCHS = 25
+
+
+def command(store, *overrides: str, sweep_dir: str) -> list[str]:
+    return [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        *overrides,
+        "data=digits",
+        "tracking.log_model=false",
+        *store.overrides(sweep_dir=sweep_dir),
+    ]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **extra}
+
+
+def run(store, *overrides: str, sweep_dir: str, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(store, *overrides, sweep_dir=sweep_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=store.root,
+        env=env or environment(),
+    )
+
+
+def children(uri: str) -> list:
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
+    return [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+
+
+def parents(uri: str) -> list:
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
+    return [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+
+
+def epochs_logged(uri: str, run_id: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, "loss"))
+
+
+def stop_mid_sweep(store, signum: int, *overrides: str, finished: int = 1) -> subprocess.CompletedProcess:
+    """Start a sweep; once ``finished`` of its runs have finished and another
+    has logged 2 epochs (so it has a checkpoint), send ``signum`` to its whole
+    process group, as a terminal's Ctrl-C does (or ``kill -9 -<pgid>``)."""
+    process = subprocess.Popen(
+        command(store, "-m", *overrides, sweep_dir="sweep"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=store.root,
+        env=environment(),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+            if not store.db.exists():
+                continue
+            try:
+                runs = children(store.uri)
+            except Exception:  # the store is being created
+                continue
+            done = [r for r in runs if r.info.status == "FINISHED"]
+            busy = [r for r in runs if r.info.status == "RUNNING" and len(epochs_logged(store.uri, r.info.run_id)) >= 2]
+            if len(done) >= finished and busy:
+                os.killpg(process.pid, signum)
+                break
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode in (-signum, 128 + signum, 130), output[-3000:]
+    return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+
+def check_continued(store, before: list, jobs: int, done: subprocess.CompletedProcess, sweep_dir: str) -> None:
+    """After the continuation: one FINISHED run per job under the same parent,
+    the runs that had finished untouched, the interrupted ones continued in
+    their own runs, each epoch logged once, and the report of every job."""
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    [parent] = parents(store.uri)
+    assert parent.info.status == "FINISHED"
+    after = {r.info.run_id: r for r in children(store.uri)}
+    assert len(after) == jobs and all(r.info.status == "FINISHED" for r in after.values())
+    assert len({r.data.tags[sweep_records.TAG_JOB_KEY] for r in after.values()}) == jobs
+    assert {r.data.tags["mlflow.parentRunId"] for r in after.values()} == {parent.info.run_id}
+    for run in before:
+        if run.info.status == "FINISHED":  # kept as it was: not trained again
+            assert after[run.info.run_id].info.end_time == run.info.end_time
+        elif len(epochs_logged(store.uri, run.info.run_id)) >= 2:  # continued in its own run
+            assert run.info.run_id in after
+            assert int(after[run.info.run_id].data.tags["resumed_from_epoch"]) >= 1
+    for run_id in after:
+        assert epochs_logged(store.uri, run_id) == list(range(1, EPOCHS + 1)), run_id
+    table = pd.read_csv(store.root / sweep_dir / "report" / "gap_report.csv")
+    assert sorted(table["run_id"]) == sorted(after)
+    assert f"overfitting-gap report ({jobs} runs;" in output
+
+
+@pytest.mark.parametrize(
+    "launcher, signum, values",
+    [
+        # kill -9 to the whole process group: the sweep and its workers die at once.
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGKILL, ["trainer.seed=1,2,3"]),
+        # Ctrl-C: every process of the group gets SIGINT.
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], signal.SIGINT, ["trainer.seed=1,2"]),
+        ([], signal.SIGKILL, ["trainer.seed=1,2"]),
+    ],
+    ids=["joblib-kill-9", "joblib-ctrl-c", "in-process-kill-9"],
+)
+def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launcher, signum, values):
+    grid = [*launcher, "model.dropout=0.0,0.5", *values, f"trainer.epochs={EPOCHS}"]
+    jobs = 2 * len(values[0].split("=")[1].split(","))
+    stopped = stop_mid_sweep(tmp_store, signum, *grid)
+    [parent] = parents(tmp_store.uri)
+    parent_id = parent.info.run_id
+    if signum == signal.SIGINT:
+        assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in stopped.stdout
+    before = children(tmp_store.uri)
+    assert any(r.info.status == "FINISHED" for r in before) and len(before) < jobs + 2
+
+    done = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")
+
+    check_continued(tmp_store, before, jobs, done, "continued")
+    output = done.stdout + done.stderr
+    assert f"continuing sweep {parent.data.tags['sweep_id']} (parent MLflow run {parent_id}): {jobs} jobs" in output
+    if launcher:  # the recorded launcher, not the default in-process one
+        assert "Joblib.Parallel(n_jobs=2" in output, output[-3000:]
+
+
+def test_extending_a_sweep_runs_only_the_new_jobs_and_a_finished_one_trains_nothing(tmp_store):
+    grid = ["model.dropout=0.0,0.5", "trainer.seed=1", f"trainer.epochs={EPOCHS}"]
+    stopped = stop_mid_sweep(tmp_store, signal.SIGINT, *grid)
+    [parent] = parents(tmp_store.uri)
+    parent_id = parent.info.run_id
+    assert f"python run.py resume={parent_id} tracking.uri={tmp_store.uri}" in stopped.stdout
+
+    stopped_runs = children(tmp_store.uri)
+
+    # A changed fixed setting would make the runs incomparable: refused before any job.
+    refused = run(tmp_store, f"resume={parent_id}", "trainer.batch_size=64", sweep_dir="refused")
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert "trainer.batch_size=64" in refused.stderr and "incomparable" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    states = {r.info.run_id: r.info.status for r in children(tmp_store.uri)}
+    assert states == {r.info.run_id: r.info.status for r in stopped_runs}
+    assert parents(tmp_store.uri)[0].info.status == "KILLED"
+
+    continued = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")
+    check_continued(tmp_store, stopped_runs, 2, continued, "continued")
+    first = {r.info.run_id: r.info.end_time for r in children(tmp_store.uri)}
+
+    extended = run(tmp_store, f"resume={parent_id}", "trainer.seed=1,2", sweep_dir="extended")
+    output = extended.stdout + extended.stderr
+    assert extended.returncode == 0, output[-3000:]
+    assert "4 jobs: 2 finished (kept as they are), 0 interrupted (continued in their runs), 0 failed" in output
+    after = {r.info.run_id: r for r in children(tmp_store.uri)}
+    assert len(after) == 4 and all(r.info.status == "FINISHED" for r in after.values())
+    assert all(after[run_id].info.end_time == end for run_id, end in first.items())  # not trained again
+    assert sorted(r.data.params["trainer.seed"] for r in after.values()) == ["1", "1", "2", "2"]
+    assert len(pd.read_csv(tmp_store.root / "extended" / "report" / "gap_report.csv")) == 4
+    [parent] = parents(tmp_store.uri)
+    assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
+    assert "trainer.seed=1,2" in parent.data.tags[sweep_records.TAG_OVERRIDES]
+
+    again = run(tmp_store, f"resume={parent_id}", sweep_dir="again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "has finished: nothing to train" in again.stdout + again.stderr
+    assert {r.info.run_id: r.info.end_time for r in children(tmp_store.uri)} == {
+        run_id: run.info.end_time for run_id, run in after.items()
+    }
+
+
+FULL_DISK_FOR_ONE_SEED = '''
+"""Test-set time fails with a full disk for the jobs whose dropout is $FAIL_DROPOUT."""
+import importlib.abc, importlib.machinery, os, sys
+
+class FullDisk(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "mnist_runner.pipeline.experiment":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            real = module.test_and_record
+
+            def test_and_record(cfg, *args, **kwargs):
+                if str(cfg.model.dropout) == os.environ["FAIL_DROPOUT"]:
+                    raise OSError(28, "No space left on device")
+                return real(cfg, *args, **kwargs)
+
+            module.test_and_record = test_and_record
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+if os.environ.get("FAIL_DROPOUT"):
+    sys.meta_path.insert(0, FullDisk())
+'''
+
+
+def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_store, capsys):
+    hook = tmp_store.root / "full_disk"
+    hook.mkdir(parents=True)
+    (hook / "sitecustomize.py").write_text(FULL_DISK_FOR_ONE_SEED)
+    env = environment(FAIL_DROPOUT="0.5", PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    grid = ["-m", "model.dropout=0.0,0.5", "trainer.seed=1,2", "trainer.epochs=3"]
+
+    failed = run(tmp_store, *grid, sweep_dir="sweep", env=env)
+
+    output = failed.stdout + failed.stderr
+    assert failed.returncode == 1, output[-3000:]
+    [parent] = parents(tmp_store.uri)
+    parent_id = parent.info.run_id
+    assert "2 of 4 jobs did not finish" in output
+    assert "model.dropout=0.5 trainer.seed=2 trainer.epochs=3 data=digits" in output
+    assert "FAILED (OSError: [Errno 28] No space left on device)" in output
+    assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in output
+    assert "(4 runs: 2 finished, 2 failed;" in output
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"] == "2 of 4 jobs did not finish"
+    report = (tmp_store.root / "sweep" / "report" / "gap_report.md").read_text()
+    assert "no finished run (2 FAILED)" in report
+
+    assert runs_cli.main(["sweeps", "--uri", tmp_store.uri, "--experiment", "digits"]) == 0
+    listed = capsys.readouterr().out
+    assert parent_id[:8] in listed and "FAILED" in listed
+    assert [line.split()[-4:] for line in listed.splitlines() if parent_id[:8] in line] == [["2", "0", "2", "0"]]
+
+    before = {r.info.run_id: r for r in children(tmp_store.uri)}
+    failed_runs = {r.info.run_id for r in before.values() if r.info.status == "FAILED"}
+    assert len(failed_runs) == 2
+
+    fixed = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")  # the disk has room again
+
+    output = fixed.stdout + fixed.stderr
+    assert fixed.returncode == 0, output[-3000:]
+    assert (
+        "4 jobs: 2 finished (kept as they are), 0 interrupted (continued in their runs), 2 failed (run again), 0 to run"
+        in output
+    )
+    after = {r.info.run_id: r for r in children(tmp_store.uri)}
+    new = set(after) - set(before)
+    assert {after[run_id].data.tags[sweep_records.TAG_SUPERSEDES] for run_id in new} == failed_runs
+    for run_id in failed_runs:  # kept, marked as superseded
+        assert after[run_id].info.status == "FAILED"
+        assert after[run_id].data.tags[sweep_records.TAG_SUPERSEDED] == "true"
+    for run_id, run_before in before.items():
+        if run_before.info.status == "FINISHED":
+            assert after[run_id].info.end_time == run_before.info.end_time
+    table = pd.read_csv(tmp_store.root / "continued" / "report" / "gap_report.csv")
+    assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+    assert not failed_runs & set(table["run_id"])
+    [parent] = parents(tmp_store.uri)
+    assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags
