@@ -231,7 +231,7 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
+def test_cancelled_job_ends_killed_and_the_sweep_says_so(cluster, tmp_store):
     sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0", background=True)
     try:
         assert running_children(sweep, uri, 1, timeout=180), "the job's MLflow run never started"
@@ -244,11 +244,12 @@ def test_cancelled_job_ends_killed_and_the_sweep_finishes(cluster, tmp_store):
     finally:
         if sweep.poll() is None:
             sweep.kill()
-    assert sweep.returncode == 0, output[-3000:]
+    assert sweep.returncode == 1, output[-3000:]  # the sweep did not finish its job
     _, parents, children = runs_by_role(uri)
     assert [child.info.status for child in children] == ["KILLED"]
     assert children[0].data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
-    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
+    assert parents[0].info.status == "KILLED" and parents[0].data.metrics["jobs_failed"] == 1
+    assert f"continue it (finished jobs are kept): python run.py resume={parents[0].info.run_id}" in output
 
 
 @pytest.mark.slurm

@@ -89,14 +89,16 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_store):
     } <= logged
 
 
-def test_failed_job_does_not_stop_the_sweep(tmp_store):
+def test_failed_job_does_not_stop_the_sweep_but_fails_it(tmp_store):
     done, uri = multirun(
         tmp_store, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6", "trainer.epochs=2"
     )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]  # a script running sweeps can tell
+    assert "1 of 2 jobs did not finish:\n  data=digits trainer.optimizer=sgd trainer.learning_rate=1e6" in output
     _, parents, children = sweep_runs(uri)
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
-    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs_failed"] == 1
+    assert parents[0].info.status == "FAILED" and parents[0].data.metrics["jobs_failed"] == 1
     table = pd.read_csv(tmp_store.root / "sweep" / "report" / "gap_report.csv")
     assert table["status"].tolist() == ["FINISHED", "FAILED"]
     assert table["failure"].iloc[1].startswith("RunFailed: training diverged")

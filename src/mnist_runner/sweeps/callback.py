@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from mnist_runner import signals
 from mnist_runner.config import backend, schema
 from mnist_runner.errors import EXIT_FAILED, UserError
+from mnist_runner.redaction import redact_override
 from mnist_runner.sweeps import continuation, parent
 from mnist_runner.tracking import store, sweep_records
 
@@ -81,7 +82,8 @@ def sweep_record(config: DictConfig, overrides: list[str], n_jobs: int) -> dict[
     """The parent run's tags that let the sweep be continued: its grid (but
     where its runs are logged: the continuing command names the store), its
     launcher with its settings, and its number of jobs."""
-    grid = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != "tracking.uri"]
+    # Credentials are masked (the continuing command gives them again).
+    grid = [redact_override(o) for o in overrides if o.split("=", 1)[0].lstrip("+~") != "tracking.uri"]
     launcher = [o for o in config.hydra.overrides.hydra if o.lstrip("+~").startswith(LAUNCHER_KEYS)]
     return {
         sweep_records.TAG_OVERRIDES: json.dumps(grid),

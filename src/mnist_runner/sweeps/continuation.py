@@ -54,12 +54,14 @@ NOT_THE_JOB = ("tracking", "trainer.checkpoint_dir", "data.path", "resume", "ver
 FREE_KEYS = ("tracking.uri", "trainer.checkpoint_dir", "data.path", "verbose")
 
 DONE, RESUME, RERUN, NEW = "done", "resume", "rerun", "new"
+MASKED = "***"  # a credential's value, as redaction records it
 
 
 def job_key(config: DictConfig | Mapping[str, Any]) -> str:
     """What makes a job this job: its resolved config but ``NOT_THE_JOB``."""
     values = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
-    values = json.loads(json.dumps(values, default=str))  # a copy; values as JSON shows them
+    # A copy, as JSON shows it, credentials masked: a job is the same job with a new token.
+    values = redact(json.loads(json.dumps(values, default=str)))
     values.pop("hydra", None)
     for dotted in NOT_THE_JOB:
         *path, last = dotted.split(".")
@@ -173,17 +175,18 @@ def continue_command(parent_run_id: str, tracking_uri: str) -> str:
 # -- the continued sweep's command line -----------------------------------------
 
 
-def split_overrides(overrides: Sequence[str]) -> dict[str, tuple[bool, list[str]]]:
-    """key -> (swept, values) of a list of overrides; a later one of a key replaces an earlier one."""
+def split_overrides(overrides: Sequence[str]) -> dict[str, tuple[bool, list[str], str]]:
+    """key -> (swept, values, the override as written) of a list of
+    overrides; a later one of a key replaces an earlier one."""
     parsed = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.get_key_element()
         if override.is_discrete_sweep():
-            parsed[key] = (True, list(override.sweep_string_iterator()))
+            parsed[key] = (True, list(override.sweep_string_iterator()), override.input_line)
         elif override.is_sweep_override():
             raise UserError(f"{override.input_line}: a continued grid sweep takes lists of values (a=1,2), not ranges")
         else:
-            parsed[key] = (False, [override.get_value_element_as_str()])
+            parsed[key] = (False, [override.get_value_element_as_str()], override.input_line)
     return parsed
 
 
@@ -193,25 +196,26 @@ def merged_overrides(recorded: Sequence[str], given: Sequence[str], defaults: Di
     the recorded sweep's jobs share, for keys it did not set. Refuses what
     would make the new runs incomparable with the sweep's."""
     grid = split_overrides(recorded)
-    for key, (swept, values) in split_overrides(given).items():
+    for key, (swept, values, line) in split_overrides(given).items():
         bare = key.lstrip("+~")
-        if bare in FREE_KEYS:
-            grid[key] = (swept, values)
+        if bare in FREE_KEYS or (key in grid and grid[key][1] == [MASKED]):  # a credential: given again
+            grid[key] = (swept, values, line)
             continue
         if key in grid:
-            was_swept, had = grid[key]
+            was_swept, had, _ = grid[key]
         else:
             had = [current_value(defaults, bare)]
             was_swept = False
         if not swept and not was_swept and values != had:
             raise UserError(
-                f"resume with {key}={values[0]}: the sweep ran every job with {bare}={had[0]}, and a "
-                "changed fixed setting would make the new runs incomparable with its runs. Start a new "
-                f"sweep for that, or add values to the sweep: {key}={','.join(had + values)}"
+                f"resume with {line}: the sweep ran every job with {bare}={had[0]}, and a changed fixed "
+                "setting would make the new runs incomparable with its runs. Start a new sweep for that, "
+                f"or add values to the sweep: {key}={','.join(had + values)}"
             )
         union = had + [value for value in values if value not in had]
-        grid[key] = (len(union) > 1, union)
-    return [f"{key}={','.join(values)}" for key, (_, values) in grid.items()]
+        if union != had or key not in grid:
+            grid[key] = (len(union) > 1, union, f"{key}={','.join(union)}")
+    return [line for _, _, line in grid.values()]
 
 
 def current_value(config: DictConfig, key: str) -> str:
@@ -245,6 +249,12 @@ def continued_argv(argv: Sequence[str]) -> tuple[list[str], str] | None:
         return None
     grid, launcher = sweep
     merged = merged_overrides(grid, given, first_job_config(grid))
+    masked = [o.split("=", 1)[0] for o in merged if o.endswith(f"={MASKED}")]
+    if masked:
+        raise UserError(
+            f"resume={run_id}: the sweep ran with {', '.join(masked)}, a credential, which is not recorded; "
+            f"give it again: python run.py resume={run_id} {' '.join(f'{key}=...' for key in masked)}"
+        )
     flags = [arg for arg in argv if arg.startswith("-") and arg not in ("-m", "--multirun")]
     return ["-m", *flags, *launcher_overrides(launcher, hydra_given), *merged], run_id
 
@@ -269,8 +279,6 @@ def recorded_sweep(uri: str, run_id: str) -> tuple[list[str], list[str]] | None:
     params = run.data.params
     grid = [f"{key[len('sweep.') :]}={value}" for key, value in params.items() if key.startswith("sweep.")]
     grid = [o for o in grid if not o.startswith(("jobs=", "tracking.uri="))]
-    if any("***" in o for o in grid):  # masked credentials cannot be replayed
-        raise UserError(f"resume={run_id}: the sweep's recorded overrides hold masked values; start a new sweep")
     return grid, []
 
 
@@ -283,7 +291,7 @@ def first_job_config(grid: Sequence[str]) -> DictConfig:
     from mnist_runner.paths import CONFIG_DIR
 
     register()
-    first = [f"{key}={values[0]}" for key, (_, values) in split_overrides(grid).items()]
+    first = [f"{key}={values[0]}" for key, (_, values, _) in split_overrides(grid).items()]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=first, return_hydra_config=True)
 
