@@ -254,13 +254,21 @@ def test_cancelled_job_ends_killed_and_the_sweep_says_so(cluster, tmp_store):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, tmp_store):
+def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continues(cluster, tmp_store):
     exit_delay = slow_job_exit(tmp_store.root / "slow_exit", seconds=8)
+    epochs = 60
     sweep, uri = multirun(
-        cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0,0.5", background=True, env=exit_delay
+        cluster, tmp_store, f"trainer.epochs={epochs}", "model.dropout=0.0,0.5", background=True, env=exit_delay
     )
     try:
-        assert len(running_children(sweep, uri, 2, timeout=240)) == 2, "the jobs' MLflow runs never started"
+        running = running_children(sweep, uri, 2, timeout=240)
+        assert len(running) == 2, "the jobs' MLflow runs never started"
+        client = MlflowClient(tracking_uri=uri)
+        deadline = time.monotonic() + 120  # each has a checkpoint to continue from
+        while time.monotonic() < deadline and not all(
+            len(client.get_metric_history(run.info.run_id, "loss")) >= 2 for run in running
+        ):
+            time.sleep(0.5)
         sweep.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that submitted the sweep
         output, _ = sweep.communicate(timeout=180)
     finally:
@@ -277,3 +285,24 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_and_closes_every_run(cluster, t
         (child.info.status, child.data.tags.get("failure_reason")) for child in children
     ]
     assert (tmp_store.root / "sweep" / "report" / "gap_report.csv").is_file()
+    parent_id = parents[0].info.run_id
+    assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in output
+
+    # Continued: the same launcher (SLURM), the same parent, each job in its own run.
+    continued = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), f"resume={parent_id}", *tmp_store.overrides(sweep_dir="again")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_store.root,
+        env={**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert continued.returncode == 0, (continued.stdout + continued.stderr)[-3000:]
+    assert len(list((tmp_store.root / "again" / "slurm").glob("*_*/*_0_log.out"))) == 2  # SLURM ran them
+    _, parents, after = runs_by_role(uri)
+    assert [(parent.info.run_id, parent.info.status) for parent in parents] == [(parent_id, "FINISHED")]
+    assert {run.info.run_id for run in after} == {child.info.run_id for child in children}
+    for run in after:
+        assert run.info.status == "FINISHED" and int(run.data.tags["resumed_from_epoch"]) >= 1
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+        assert steps == list(range(1, epochs + 1))
