@@ -17,7 +17,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults bench bench-options bench-select predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults faults-sweeps bench bench-options bench-select predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ test-fast: ## The tests that neither train nor start processes: the edit-test lo
 
 faults: ## Fault injection for the record (~16 min): SIGKILL at random moments then resume, processes on a new store (docs/reliability.json)
 	$(BIN)/python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
+
+faults-sweeps: ## 20 parallel 4-job sweeps on a new store beside 2 CPU-bound processes: no job lost (docs/reliability_sweeps.json)
+	$(BIN)/python tests/fault_injection.py --trials 0 --rounds 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
 
 lint: ## Lint and format check (ruff, configured in pyproject.toml)
 	$(BIN)/ruff check .

@@ -1,10 +1,12 @@
 """Faults done for real, then the store checked: processes killed with
 SIGKILL at random moments and resumed, and many processes starting on a new
-store at once. The tests (``test_fault_injection.py``) run a few trials; run
+store at once, and parallel sweeps on a new store while other processes keep
+the CPUs busy. The tests (``test_fault_injection.py``) run a few trials; run
 as a script (``make faults``), it runs many and writes the figures that
 docs/reliability.md quotes:
 
     python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
+    python tests/fault_injection.py --trials 0 --rounds 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
 """
 
 from __future__ import annotations
@@ -172,6 +174,46 @@ def concurrent_first_use(root: Path, processes: int = 8) -> dict:
     }
 
 
+# Two jobs at a time log the same data sets into one experiment at the same
+# moment: where MLflow's look-up-then-insert lost a job (1 in 4 on a busy machine).
+BUSY_SWEEP = (
+    "-m",
+    "hydra/launcher=joblib",
+    "hydra.launcher.n_jobs=2",
+    "data=digits",
+    "model=dense,cnn",
+    "model.dropout=0.0,0.5",
+    "trainer.epochs=1",
+    "tracking.log_model=false",
+)
+BUSY_SWEEP_JOBS = 4
+
+
+def cpu_hogs(count: int) -> list[subprocess.Popen]:
+    """Processes that keep ``count`` CPUs busy until killed: a busy machine."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def sweep_on_a_new_store(root: Path) -> dict:
+    """A 4-job joblib sweep on a store that does not exist yet: its exit code
+    and how many of its jobs ended with a FINISHED run."""
+    store = TempStore(root)
+    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *BUSY_SWEEP, *store.overrides(sweep_dir="sweep")]
+    began = time.monotonic()
+    done = subprocess.run(command, env=ENV, cwd=root, capture_output=True, text=True, timeout=900)
+    children = [run for run in runs_of(store) if run.data.tags.get("sweep_role") != "parent"]
+    finished = sum(run.info.status == "FINISHED" for run in children)
+    logs = done.stdout + done.stderr + "".join(p.read_text(errors="replace") for p in root.rglob("*.log"))
+    return {
+        "exit": done.returncode,
+        "seconds": round(time.monotonic() - began, 1),
+        "finished_jobs": finished,
+        "lost_jobs": BUSY_SWEEP_JOBS - finished,
+        "rows_written_again": logs.count("another process wrote the same row"),
+        "failure": (done.stdout + done.stderr)[-1500:] if done.returncode or finished != BUSY_SWEEP_JOBS else None,
+    }
+
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -184,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20, help="SIGKILL-then-resume trials")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of processes starting on a new store")
     parser.add_argument("--processes", type=int, default=8, help="processes per round")
+    parser.add_argument(
+        "--sweep-rounds", type=int, default=0, help="4-job joblib sweeps on a new store, 2 CPU-bound processes beside"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "reliability.json")
     args = parser.parse_args(argv)
@@ -203,7 +248,26 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"round {number + 1}/{args.rounds}: failed={result['failed']} broken={result['broken_store']}", flush=True
         )
+    sweeps = []
+    hogs = cpu_hogs(2) if args.sweep_rounds else []
+    try:
+        for number in range(args.sweep_rounds):
+            with tempfile.TemporaryDirectory(prefix="busy-sweep-") as folder:
+                result = sweep_on_a_new_store(Path(folder))
+            sweeps.append(result)
+            print(
+                f"busy sweep {number + 1}/{args.sweep_rounds}: exit={result['exit']} lost={result['lost_jobs']}",
+                flush=True,
+            )
+    finally:
+        for hog in hogs:
+            hog.kill()
     summary = {
+        "busy_sweeps": len(sweeps),
+        "busy_sweep_jobs": len(sweeps) * BUSY_SWEEP_JOBS,
+        "busy_sweep_jobs_lost": sum(r["lost_jobs"] for r in sweeps),
+        "busy_sweeps_failed": sum(r["exit"] != 0 for r in sweeps),
+        "busy_sweep_rows_written_again": sum(r["rows_written_again"] for r in sweeps),
         "kill_trials": len(kills),
         "kills_mid_run": sum(t["killed"] and t.get("run") is not None and t["outcome"] == "resumed" for t in kills),
         "zombies_found": sum(t["zombies"] for t in kills),
@@ -225,10 +289,12 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "kill_trials": kills,
         "concurrent_rounds": rounds,
+        "busy_sweeps": sweeps,
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
-    return 0 if summary["trials_ok"] == len(kills) and not summary["broken_stores"] else 1
+    ok = summary["trials_ok"] == len(kills) and not summary["broken_stores"]
+    return 0 if ok and not summary["busy_sweep_jobs_lost"] and not summary["busy_sweeps_failed"] else 1
 
 
 if __name__ == "__main__":

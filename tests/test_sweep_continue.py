@@ -288,3 +288,29 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
     assert not failed_runs & set(table["run_id"])
     [parent] = parents(tmp_store.uri)
     assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags
+
+
+def test_a_search_continues_in_the_same_parent_run_and_study(tmp_store):
+    search = [
+        "-m",
+        "hydra/sweeper=optuna_search",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage=sqlite:///{tmp_store.root / 'optuna.db'}",
+        "hydra.sweeper.study_name=continued",
+        "trainer.learning_rate=tag(log, interval(0.0001, 0.05))",
+        "trainer.epochs=2",
+    ]
+    first = run(tmp_store, *search, sweep_dir="search")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    [parent] = parents(tmp_store.uri)
+    assert parent.data.tags[sweep_records.TAG_KIND] == "search"
+
+    more = run(tmp_store, f"resume={parent.info.run_id}", "hydra.sweeper.n_trials=3", sweep_dir="more")
+
+    output = more.stdout + more.stderr
+    assert more.returncode == 0, output[-3000:]
+    assert "study 'continued'" in output and "2 of 3 trials done" in output
+    [after] = parents(tmp_store.uri)
+    assert after.info.run_id == parent.info.run_id and after.info.status == "FINISHED"
+    runs = children(tmp_store.uri)
+    assert len(runs) == 3 and {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}

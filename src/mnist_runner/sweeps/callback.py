@@ -75,17 +75,21 @@ def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[DictConfig]:
     return configs
 
 
-LAUNCHER_KEYS = ("hydra/launcher", "hydra.launcher.")
+# Hydra's own overrides a continued sweep runs with again: its launcher and sweeper, with their settings.
+LAUNCHER_KEYS = ("hydra/launcher", "hydra.launcher.", "hydra/sweeper", "hydra.sweeper.")
 
 
-def sweep_record(config: DictConfig, overrides: list[str], n_jobs: int) -> dict[str, str]:
-    """The parent run's tags that let the sweep be continued: its grid (but
-    where its runs are logged: the continuing command names the store), its
+def sweep_record(config: DictConfig, overrides: list[str], n_jobs: int, search: bool) -> dict[str, str]:
+    """The parent run's tags that let the sweep be continued: its grid (a
+    search: its command line, whose preset holds the search space), but where
+    its runs are logged (the continuing command names the store), its
     launcher with its settings, and its number of jobs."""
+    given = list(config.hydra.overrides.task) if search else overrides
     # Credentials are masked (the continuing command gives them again).
-    grid = [redact_override(o) for o in overrides if o.split("=", 1)[0].lstrip("+~") != "tracking.uri"]
+    grid = [redact_override(o) for o in given if o.split("=", 1)[0].lstrip("+~") != "tracking.uri"]
     launcher = [o for o in config.hydra.overrides.hydra if o.lstrip("+~").startswith(LAUNCHER_KEYS)]
     return {
+        sweep_records.TAG_KIND: "search" if search else "grid",
         sweep_records.TAG_OVERRIDES: json.dumps(grid),
         sweep_records.TAG_LAUNCHER: json.dumps(launcher),
         sweep_records.TAG_JOBS: str(n_jobs),
@@ -97,7 +101,7 @@ def open_sweep(config: DictConfig, overrides: list[str], swept: list[str], jobs:
     (``parent.active()`` then has it)."""
     search = bool(config.hydra.sweeper.get("n_trials"))  # a search runs n_trials jobs, not the grid
     n_jobs = config.hydra.sweeper.get("n_trials") or len(jobs)
-    record = sweep_record(config, overrides, n_jobs)
+    record = sweep_record(config, overrides, n_jobs, search)
     sweep_dir = Path(config.hydra.sweep.dir)
     # Read once, and not passed on to the jobs' processes.
     continues = os.environ.pop(continuation.CONTINUES_ENV, None)
@@ -107,6 +111,9 @@ def open_sweep(config: DictConfig, overrides: list[str], swept: list[str], jobs:
         info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs, sweep_dir, record)
         if not search:
             parent.with_jobs(info, continuation.plan_jobs(grid, {}))
+        return
+    if search:  # its study says what is left to do: the same parent run, and the study resumes
+        parent.reopen_parent_run(config.tracking, continues, swept, sweep_dir, record)
         return
     # The plan before the parent is reopened: a refused continuation leaves the sweep as it was.
     client = store.open_existing(config.tracking.uri, "tracking.uri")

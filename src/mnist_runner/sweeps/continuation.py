@@ -247,8 +247,12 @@ def continued_argv(argv: Sequence[str]) -> tuple[list[str], str] | None:
     sweep = recorded_sweep(uri, run_id)
     if sweep is None:
         return None
-    grid, launcher = sweep
-    merged = merged_overrides(grid, given, first_job_config(grid))
+    grid, launcher, kind = sweep
+    if kind == "search":  # the search's own settings decide; its study refuses other ones
+        given_keys = {o.split("=", 1)[0] for o in given}
+        merged = [o for o in grid if o.split("=", 1)[0] not in given_keys] + given
+    else:
+        merged = merged_overrides(grid, given, first_job_config(grid))
     masked = [o.split("=", 1)[0] for o in merged if o.endswith(f"={MASKED}")]
     if masked:
         raise UserError(
@@ -259,9 +263,9 @@ def continued_argv(argv: Sequence[str]) -> tuple[list[str], str] | None:
     return ["-m", *flags, *launcher_overrides(launcher, hydra_given), *merged], run_id
 
 
-def recorded_sweep(uri: str, run_id: str) -> tuple[list[str], list[str]] | None:
-    """The grid and launcher overrides recorded on the parent run ``run_id``;
-    None when ``run_id`` is no sweep's parent in the store at ``uri``."""
+def recorded_sweep(uri: str, run_id: str) -> tuple[list[str], list[str], str] | None:
+    """The grid and launcher overrides recorded on the parent run ``run_id``,
+    and the kind of sweep ("grid" or "search"); None when ``run_id`` is no sweep's parent in the store at ``uri``."""
     from mnist_runner.tracking import store
 
     client = store.open_existing(uri, "tracking.uri")
@@ -273,13 +277,15 @@ def recorded_sweep(uri: str, run_id: str) -> tuple[list[str], list[str]] | None:
     if tags.get("sweep_role") != "parent":
         return None
     if sweep_records.TAG_OVERRIDES in tags:
-        return json.loads(tags[sweep_records.TAG_OVERRIDES]), json.loads(tags.get(sweep_records.TAG_LAUNCHER, "[]"))
+        overrides = json.loads(tags[sweep_records.TAG_OVERRIDES])
+        launcher = json.loads(tags.get(sweep_records.TAG_LAUNCHER, "[]"))
+        return overrides, launcher, tags.get(sweep_records.TAG_KIND, "grid")
     # A sweep recorded before its tags were: its params hold the overrides
     # (the launcher was not recorded: it continues in this process unless given).
     params = run.data.params
     grid = [f"{key[len('sweep.') :]}={value}" for key, value in params.items() if key.startswith("sweep.")]
     grid = [o for o in grid if not o.startswith(("jobs=", "tracking.uri="))]
-    return grid, []
+    return grid, [], "search" if "hparams_search" in {o.split("=", 1)[0] for o in grid} else "grid"
 
 
 def first_job_config(grid: Sequence[str]) -> DictConfig:
@@ -297,9 +303,11 @@ def first_job_config(grid: Sequence[str]) -> DictConfig:
 
 
 def launcher_overrides(recorded: Sequence[str], given: Sequence[str]) -> list[str]:
-    """The recorded launcher and its settings, then the Hydra overrides given
-    now, which replace them (another launcher drops the recorded settings)."""
+    """The recorded launcher and sweeper with their settings, then the Hydra
+    overrides given now, which replace them (another launcher drops the
+    recorded launcher's settings)."""
     given_keys = {o.split("=", 1)[0].lstrip("+~") for o in given}
-    if "hydra/launcher" in given_keys:
-        recorded = []
+    for group in ("hydra/launcher", "hydra/sweeper"):
+        if group in given_keys:  # another launcher (sweeper): the recorded one's settings do not apply
+            recorded = [o for o in recorded if not o.lstrip("+~").startswith((group, group.replace("/", ".") + "."))]
     return [o for o in recorded if o.split("=", 1)[0].lstrip("+~") not in given_keys] + list(given)

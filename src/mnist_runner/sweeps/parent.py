@@ -48,6 +48,8 @@ class SweepInfo:
     # what it does ("done", "resume", "rerun", "new") and with which run.
     # Empty for a search, whose sweeper picks its trials.
     jobs: dict[str, dict] = field(default_factory=dict)
+    # A continued sweep: the status its parent run had before it was reopened.
+    reopened_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def reopen_parent_run(tracking, parent_run_id: str, swept: list[str], sweep_dir:
         swept,
         str(sweep_dir),
         os.getpid(),
+        reopened_from=run.info.status,
     )
     _heartbeat = liveness.Heartbeat(tracking.uri, parent_run_id).start()
     return _active
@@ -215,13 +218,18 @@ def discard_active() -> str | None:
     """Remove this process's open parent run, for a sweep that runs no job (a
     search whose study is complete, or refused): it is closed, deleted from
     the experiment, and the sweep's end finds no sweep to report on. Returns
-    its run id, None without one."""
+    its run id, None without one. A continued sweep's parent run is not
+    removed: it gets back the status it had."""
     info = _active
     if info is None:
         return None
     import mlflow
 
     sweep_dir = Path(info.sweep_dir)
+    if info.reopened_from:
+        finish_parent_run(info, sweep_dir / "report", status=info.reopened_from)
+        (sweep_dir / SWEEP_FILE).unlink(missing_ok=True)
+        return info.parent_run_id
     finish_parent_run(info, sweep_dir / "report", status="KILLED")  # no child: no report; stops the heartbeat
     mlflow.MlflowClient(tracking_uri=info.tracking_uri).delete_run(info.parent_run_id)
     (sweep_dir / SWEEP_FILE).unlink(missing_ok=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+TAG_KIND = "sweep_kind"  # on the parent: "grid" (Hydra's sweeper) or "search" (Optuna picks the values)
 TAG_OVERRIDES = "sweep_overrides"  # on the parent, JSON list: the grid's overrides
-TAG_LAUNCHER = "sweep_launcher"  # on the parent, JSON list: hydra/launcher and hydra.launcher.* overrides
+TAG_LAUNCHER = "sweep_launcher"  # on the parent, JSON list: the launcher's and sweeper's overrides
 TAG_JOBS = "sweep_jobs"  # on the parent: how many jobs the grid has
 TAG_JOB_KEY = "sweep_job_key"  # on each child run: its job's key
 TAG_SUPERSEDES = "sweep_supersedes"  # on a child run: the FAILED run of the same job it replaces
