@@ -7,7 +7,7 @@ SERVER_PORT ?= 5001
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
 # What the tests marked browser, server and slurm start for real.
-E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge
+E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge faketime
 # The Keras backends `make install` installs (pyproject.toml's extras): TensorFlow
 # and JAX for the CPU, or their CUDA builds where the NVIDIA driver shows a GPU.
 BACKENDS ?= $(if $(wildcard /proc/driver/nvidia/gpus/* /dev/nvidia0),gpu,cpu)

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 
 import mlflow
@@ -179,7 +178,7 @@ def test_tracked_run_ends_with_what_happened(run, error, status, reason):
     before = heartbeats()
     with pytest.raises(type(error)) if error else contextlib.nullcontext():
         with runs.tracked_run(experiment_id, "a-run", {"purpose": "test"}) as tracked:
-            assert liveness.death_of(tracked.data.tags, 0, socket.gethostname()) is None
+            assert liveness.death_of(tracked.data.tags, lambda beat: 10**9) is None
             if error:
                 raise error
     ended = temp.client().get_run(tracked.info.run_id)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mnist_runner.errors import UserError
 from mnist_runner.redaction import redact
-from mnist_runner.tracking import liveness, provenance, store, sweep_records
+from mnist_runner.tracking import liveness, provenance, run_state, store, sweep_records
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +255,8 @@ def close_children(info: SweepInfo, reason: str, wait_seconds: float = 0) -> int
             if job_process_alive(run.data.tags) and time.monotonic() < deadline:
                 waiting.append(run)
                 continue
-            client.set_tag(run.info.run_id, "failure_reason", reason)
-            client.set_terminated(run.info.run_id, "KILLED")
+            if not run_state.end_if_running(client, run.info.run_id, "KILLED", reason=reason):
+                continue  # its job closed it meanwhile: its own status stands
             log.warning(
                 "run %s (%s) was left RUNNING by its job: %s; marked KILLED", run.info.run_id, run.info.run_name, reason
             )
@@ -267,16 +267,12 @@ def close_children(info: SweepInfo, reason: str, wait_seconds: float = 0) -> int
 
 
 def job_process_alive(tags: dict[str, str]) -> bool:
-    """Whether a child run's process may still close the run itself."""
-    import socket
-
-    try:
-        pid, started = int(tags[liveness.TAG_PID]), float(tags[liveness.TAG_PID_STARTED])
-    except (KeyError, ValueError):
+    """Whether a child run's process may still close the run itself. A job
+    on another machine (a cluster's node) is taken to be alive: cancelled, it
+    closes its run itself (signals.JobCancelled)."""
+    if liveness.TAG_PID not in tags:
         return False
-    if tags.get(liveness.TAG_HOST) != socket.gethostname():
-        return True  # a cluster job: cancelled, it closes its run itself (signals.JobCancelled)
-    return liveness.process_alive(pid, started)
+    return liveness.death_of(tags) is None
 
 
 def cancel_cluster_jobs(info: SweepInfo) -> list[str]:

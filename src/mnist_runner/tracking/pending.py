@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mnist_runner.paths import RUNS_DIR
 from mnist_runner.redaction import redact
+from mnist_runner.tracking import run_state
 from mnist_runner.tracking.liveness import TAG_PID
 
 log = logging.getLogger(__name__)
@@ -67,10 +68,13 @@ def flush(client, uri: str) -> list[str]:
                 record = json.loads(path.read_text())
                 run = client.get_run(record["run_id"])
                 # Not if a resume has reopened the run since (another process owns it now).
-                if run.info.status == "RUNNING" and run.data.tags.get(TAG_PID) == record["pid"]:
-                    if record.get("reason"):
-                        client.set_tag(record["run_id"], "failure_reason", record["reason"])
-                    client.set_terminated(record["run_id"], record["status"], end_time=record["end_time_ms"])
+                if (
+                    run.info.status == "RUNNING"
+                    and run.data.tags.get(TAG_PID) == record["pid"]
+                    and run_state.end_if_running(
+                        client, record["run_id"], record["status"], record["end_time_ms"], record.get("reason")
+                    )
+                ):
                     log.info(
                         "run %s: wrote its final state %s, kept while the store could not be written",
                         record["run_id"],

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mnist_runner import signals
 from mnist_runner.redaction import redact
-from mnist_runner.tracking import liveness, pending
+from mnist_runner.tracking import liveness, pending, run_state
 from mnist_runner.tracking.store import StoreWriteError, store_errors, store_problem
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ def close(uri: str, run_id: str, status: str, reason: str | None, cause: BaseExc
         tag_failed = error
     try:
         mlflow.end_run(status)  # takes the run off MLflow's stack first, then writes
+        if status == "FINISHED":  # taken for dead meanwhile (a store cut off for minutes): it was not
+            run_state.drop_reaped_reason(MlflowClient(), run_id)
     except STORE_ERRORS as error:
         ended_failed = error
     if tag_failed is not None and ended_failed is None:

@@ -17,10 +17,8 @@ goes before or after the command.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
-import time
 from typing import Sequence
 
 from mnist_runner.config.schema import DEFAULT_EXPERIMENT
@@ -163,7 +161,7 @@ def still_training(tags: dict[str, str]) -> bool:
     """Whether a RUNNING run's process may still be at work (see ``liveness``)."""
     if liveness.TAG_PID not in tags:
         return False  # logged by something else, or before liveness was recorded
-    return liveness.death_of(tags, time.time(), socket.gethostname()) is None
+    return liveness.death_of(tags) is None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

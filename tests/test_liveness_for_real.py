@@ -1,0 +1,155 @@
+"""Liveness done for real: a real run's heartbeat beats in the store, and a
+run on "another host" (its own host name and process-id namespace, made with
+``unshare``) whose clock is an hour behind or ahead (``faketime``) trains to
+FINISHED while this host opens the store every second, and is ended KILLED
+within the documented limit once it is killed with ``kill -9``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import skip_or_fail
+from mlflow.tracking import MlflowClient
+
+from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.tracking import liveness
+
+pytestmark = pytest.mark.e2e
+
+HEARTBEAT = "1"
+STALE = 15  # seconds of this host's clock without a change of heartbeat: dead
+ENV = {
+    **os.environ,
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "MNIST_RUNNER_HEARTBEAT_SECONDS": HEARTBEAT,
+    "MNIST_RUNNER_STALE_AFTER_SECONDS": str(STALE),
+}
+
+
+def run_command(store, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "data=digits",
+        "tracking.log_model=false",
+        *overrides,
+        *store.overrides(run_dir="hydra"),
+    ]
+
+
+def the_run(uri: str):
+    client = MlflowClient(tracking_uri=uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments) if experiments else []
+    return runs[0] if runs else None
+
+
+def test_a_real_runs_heartbeat_beats_in_the_store(tmp_store):
+    process = subprocess.Popen(
+        run_command(tmp_store, "trainer.epochs=60"), env=ENV, cwd=tmp_store.root, stdout=subprocess.DEVNULL
+    )
+    beats = set()
+    try:
+        deadline = time.monotonic() + 240
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+            run = the_run(tmp_store.uri) if tmp_store.db.exists() else None
+            if run is not None and run.info.status == "RUNNING":
+                beats.add(run.data.tags[liveness.TAG_HEARTBEAT])
+    finally:
+        process.wait(timeout=240)
+    assert process.returncode == 0
+    assert len(beats) >= 3, f"the heartbeat did not beat while the run trained: {beats}"
+
+
+def elsewhere(store, shift: str, *overrides: str) -> subprocess.Popen:
+    """``python run.py`` as on another host: its own host name and process-id
+    namespace, and a clock ``shift`` off (faketime's syntax: ``-1h``)."""
+    for program in ("unshare", "faketime"):
+        if shutil.which(program) is None:
+            skip_or_fail(f"{program} is missing (make install-e2e installs faketime)")
+    # Only the wall clock is off, as on a host whose clock is wrong: libfaketime
+    # also shifts the monotonic clock unless told not to, which stalls timed waits.
+    script = f'hostname other-host && FAKETIME_DONT_FAKE_MONOTONIC=1 exec faketime -f {shift} "$@"'
+    command = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"]
+    return subprocess.Popen(
+        [*command, *run_command(store, *overrides)],
+        env=ENV,
+        cwd=store.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def open_the_store(store) -> None:
+    """What any command does: here ``mnist-runs list``, which reaps dead runs."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "mnist_runner.tracking.runs_cli", "list", "--uri", store.uri, "--experiment", "digits"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr[-2000:]
+
+
+def wait_until_training(store, process) -> None:
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        run = the_run(store.uri) if store.db.exists() else None
+        if run is not None and MlflowClient(store.uri).get_metric_history(run.info.run_id, "loss"):
+            return
+        time.sleep(0.5)
+    output = process.stdout.read() if process.poll() is not None else ""
+    pytest.fail(f"the run on the other host never trained: {output[-3000:]}")
+
+
+@pytest.mark.parametrize("shift", ["-1h", "+1h"])
+def test_a_run_on_a_host_with_another_clock_is_not_taken_for_dead(tmp_store, shift):
+    process = elsewhere(tmp_store, shift, "trainer.epochs=80")
+    try:
+        wait_until_training(tmp_store, process)
+        checks = []
+        while process.poll() is None:
+            open_the_store(tmp_store)
+            checks.append(the_run(tmp_store.uri).info.status)
+            time.sleep(1)
+        output = process.stdout.read()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, output[-3000:]
+    run = the_run(tmp_store.uri)
+    assert run.data.tags[liveness.TAG_HOST] == "other-host"
+    assert run.data.tags[liveness.TAG_MACHINE] != liveness.machine()  # judged as another machine
+    assert len(checks) >= 3 and set(checks) <= {"RUNNING", "FINISHED"}, checks
+    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
+
+
+def test_a_killed_run_on_another_host_is_ended_within_the_limit(tmp_store):
+    process = elsewhere(tmp_store, "-1h", "trainer.epochs=400")
+    try:
+        wait_until_training(tmp_store, process)
+        open_the_store(tmp_store)  # this host watches its heartbeat
+        assert the_run(tmp_store.uri).info.status == "RUNNING"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the whole namespace: kill -9
+        process.wait()
+    killed_at = time.monotonic()
+    while the_run(tmp_store.uri).info.status == "RUNNING" and time.monotonic() - killed_at < STALE + 60:
+        open_the_store(tmp_store)
+        time.sleep(1)
+    waited = time.monotonic() - killed_at
+    run = the_run(tmp_store.uri)
+    assert run.info.status == "KILLED", f"still {run.info.status} after {waited:.0f} s"
+    assert run.data.tags["failure_reason"].startswith("process died: the heartbeat of process")
+    # The limit: STALE seconds of unchanged heartbeat, plus the beat interval and one check.
+    assert waited <= STALE + float(HEARTBEAT) + 15, waited
