@@ -209,7 +209,11 @@ def list_runs(fake_store, capsys, experiment: str, runs: list[tuple[str, dict]])
             mlflow.log_params({"data.name": name.partition("-")[2], "trainer.seed": "42", **params})
             mlflow.log_metrics({"test_accuracy": 0.987654, "final_overfit_gap": -0.012345})
     assert runs_cli.main(["--uri", fake_store.uri, "list", "--experiment", experiment]) == 0
-    return capsys.readouterr().out.splitlines()
+    before = capsys.readouterr().out
+    # The store option after the command too, as `mnist-runs list --uri ...` is typed.
+    assert runs_cli.main(["list", "--uri", fake_store.uri, "--experiment", experiment]) == 0
+    assert capsys.readouterr().out == before
+    return before.splitlines()
 
 
 def test_runs_list_shows_the_runs_within_100_columns(fake_store, capsys):
