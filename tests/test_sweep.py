@@ -95,7 +95,8 @@ def test_failed_job_does_not_stop_the_sweep_but_fails_it(tmp_store):
     )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]  # a script running sweeps can tell
-    assert "1 of 2 jobs did not finish:\n  data=digits trainer.optimizer=sgd trainer.learning_rate=1e6" in output
+    assert "1 of 2 jobs did not finish:\n  data=digits trainer.optimizer=sgd trainer.learning_rate=1000000.0" in output
+    assert "FAILED (RunFailed: training diverged" in output
     _, parents, children = sweep_runs(uri)
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
     assert parents[0].info.status == "FAILED" and parents[0].data.metrics["jobs_failed"] == 1

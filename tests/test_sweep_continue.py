@@ -121,7 +121,8 @@ def check_continued(store, before: list, jobs: int, done: subprocess.CompletedPr
             assert after[run.info.run_id].info.end_time == run.info.end_time
         elif len(epochs_logged(store.uri, run.info.run_id)) >= 2:  # continued in its own run
             assert run.info.run_id in after
-            assert int(after[run.info.run_id].data.tags["resumed_from_epoch"]) >= 1
+            mentions = "\n".join(line for line in output.splitlines() if run.info.run_id in line)
+            assert int(after[run.info.run_id].data.tags["resumed_from_epoch"]) >= 1, (run.info, mentions)
     for run_id in after:
         assert epochs_logged(store.uri, run_id) == list(range(1, EPOCHS + 1)), run_id
     table = pd.read_csv(store.root / sweep_dir / "report" / "gap_report.csv")

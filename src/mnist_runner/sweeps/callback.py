@@ -190,7 +190,7 @@ class SweepCallback(Callback):
         reason = f"{len(unfinished)} of {len(outcomes)} jobs did not finish"
         parent.finish_parent_run(info, sweep_dir / "report", status, reason)
         lines = [
-            f"  {' '.join(outcome.overrides)}: {outcome.status or 'no run'}"
+            f"  {shown_job(outcome.overrides)}: {outcome.status or 'no run'}"
             + (f" ({outcome.reason})" if outcome.reason else "")
             for outcome in unfinished
         ]
@@ -202,6 +202,13 @@ class SweepCallback(Callback):
             continuation.continue_command(info.parent_run_id, info.tracking_uri),
         )
         sys.exit(EXIT_FAILED)
+
+
+def shown_job(overrides: list[str]) -> str:
+    """A job's overrides as a person tells jobs apart: without where its runs
+    are logged and its checkpoints go (the same for every job)."""
+    where = ("tracking.", "trainer.checkpoint_dir", "data.path")
+    return " ".join(o for o in overrides if not o.lstrip("+~").startswith(where))
 
 
 def continuing(info: parent.SweepInfo) -> bool:

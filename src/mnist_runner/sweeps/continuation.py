@@ -268,10 +268,10 @@ def recorded_sweep(uri: str, run_id: str) -> tuple[list[str], list[str], str] | 
     and the kind of sweep ("grid" or "search"); None when ``run_id`` is no sweep's parent in the store at ``uri``."""
     from mnist_runner.tracking import store
 
-    client = store.open_existing(uri, "tracking.uri")
     try:
+        client = store.open_existing(uri, "tracking.uri")
         run = client.get_run(run_id)
-    except Exception:  # no such run: resuming a single run says so
+    except Exception:  # no store, or no such run: resuming a single run says so, naming resume=
         return None
     tags = run.data.tags
     if tags.get("sweep_role") != "parent":
