@@ -6,7 +6,7 @@ as a script (``make faults``), it runs many and writes the figures that
 docs/reliability.md quotes:
 
     python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
-    python tests/fault_injection.py --trials 0 --rounds 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
+    python tests/fault_injection.py --trials 0 --rounds 0 --races 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
 """
 
 from __future__ import annotations
@@ -189,6 +189,40 @@ BUSY_SWEEP = (
 BUSY_SWEEP_JOBS = 4
 
 
+def forced_reaper_races(root: Path, races: int) -> dict:
+    """``races`` runs whose process is gone, each ending FINISHED between the
+    reaper's search for RUNNING runs and its write (the race forced by
+    holding the reaper there); how many changed state afterwards."""
+    import shutil
+
+    from store_copies import store_template
+
+    from mnist_runner.tracking import liveness, store
+
+    temp = TempStore(root)
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store_template(), temp.db)
+    experiment_id = store.connect(temp.uri, "races", str(temp.artifacts))
+    client = temp.client()
+    dead = {**liveness.process_tags(), liveness.TAG_PID: str(2**22 + 1)}  # no such process
+    run_ids = [client.create_run(experiment_id, tags={**dead, "race": str(n)}).info.run_id for n in range(races)]
+    decide = liveness.death_of
+
+    def finishes_meanwhile(tags, unchanged_for=None):
+        reason = decide(tags, unchanged_for)
+        client.set_terminated(run_ids[int(tags["race"])], "FINISHED")
+        return reason
+
+    liveness.death_of = finishes_meanwhile
+    try:
+        reaped = liveness.reap_dead_runs(client)
+    finally:
+        liveness.death_of = decide
+    statuses = collections.Counter(client.get_run(run_id).info.status for run_id in run_ids)
+    reasons = sum("failure_reason" in client.get_run(run_id).data.tags for run_id in run_ids)
+    return {"races": races, "reaped": len(reaped), "statuses": dict(statuses), "with_failure_reason": reasons}
+
+
 def cpu_hogs(count: int) -> list[subprocess.Popen]:
     """Processes that keep ``count`` CPUs busy until killed: a busy machine."""
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
@@ -226,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=20, help="SIGKILL-then-resume trials")
     parser.add_argument("--rounds", type=int, default=10, help="rounds of processes starting on a new store")
     parser.add_argument("--processes", type=int, default=8, help="processes per round")
+    parser.add_argument("--races", type=int, default=200, help="forced races between a run ending and the reaper")
     parser.add_argument(
         "--sweep-rounds", type=int, default=0, help="4-job joblib sweeps on a new store, 2 CPU-bound processes beside"
     )
@@ -248,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"round {number + 1}/{args.rounds}: failed={result['failed']} broken={result['broken_store']}", flush=True
         )
+    with tempfile.TemporaryDirectory(prefix="races-") as folder:
+        races = forced_reaper_races(Path(folder), args.races) if args.races else None
+    if races:
+        print(f"reaper races: {races}", flush=True)
     sweeps = []
     hogs = cpu_hogs(2) if args.sweep_rounds else []
     try:
@@ -263,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         for hog in hogs:
             hog.kill()
     summary = {
+        "reaper_races": args.races,
+        "reaper_races_changed": 0 if races is None else args.races - races["statuses"].get("FINISHED", 0),
         "busy_sweeps": len(sweeps),
         "busy_sweep_jobs": len(sweeps) * BUSY_SWEEP_JOBS,
         "busy_sweep_jobs_lost": sum(r["lost_jobs"] for r in sweeps),
@@ -290,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         "kill_trials": kills,
         "concurrent_rounds": rounds,
         "busy_sweeps": sweeps,
+        "reaper_races": races,
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
     ok = summary["trials_ok"] == len(kills) and not summary["broken_stores"]
+    ok = ok and not summary["reaper_races_changed"]
     return 0 if ok and not summary["busy_sweep_jobs_lost"] and not summary["busy_sweeps_failed"] else 1
 
 
