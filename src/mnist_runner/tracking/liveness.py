@@ -202,7 +202,10 @@ class HeartbeatWatch:
         return int(self.kept.get(run_id, {}).get("wall", time.time()) * 1000)
 
     def save(self) -> None:
-        """Keep the runs seen now (RUNNING ones of other machines), forget the rest."""
+        """Keep the runs seen now (RUNNING ones of other machines), forget the
+        rest; no file for a store where there is nothing to keep."""
+        if not self.kept and not self.seen:
+            return
         for path in self.paths:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
