@@ -49,18 +49,20 @@ def run(store, *overrides: str, sweep_dir: str, env=None) -> subprocess.Complete
     )
 
 
-def children(uri: str) -> list:
+def runs_of(uri: str, parent: bool) -> list:
+    """The store's sweep parent runs (``parent``), or every other run."""
     client = MlflowClient(tracking_uri=uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments) if experiments else []
-    return [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    return [r for r in runs if (r.data.tags.get("sweep_role") == "parent") == parent]
+
+
+def children(uri: str) -> list:
+    return runs_of(uri, parent=False)
 
 
 def parents(uri: str) -> list:
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments) if experiments else []
-    return [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
+    return runs_of(uri, parent=True)
 
 
 def epochs_logged(uri: str, run_id: str) -> list[int]:
