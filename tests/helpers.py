@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import NoReturn
 
 REQUIRE_E2E = "MNIST_RUNNER_REQUIRE_E2E"
+# What a sweep's gap report writes, and logs under the parent run's report/.
+REPORT_FILES = {
+    "gap_report.csv",
+    "gap_summary.csv",
+    "gap_effects.csv",
+    "gap_effect_pairs.csv",
+    "gap_report.md",
+    "gap_per_epoch.png",
+    "final_gap_by_config.png",
+    "test_accuracy_vs_gap.png",
+}
 
 
 def skip_or_fail(reason: str) -> NoReturn:

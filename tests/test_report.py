@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_runner.sweeps import report, stats
+from mnist_runner.sweeps import gap_figures, rendering, settings, stats, tables
 from mnist_runner.sweeps.callback import expand_grid
 
 START = pd.Timestamp("2026-01-01 10:00:00", tz="UTC")
@@ -77,7 +77,7 @@ def repeats_frame(settings: dict[str, list[str]], seeds=("1", "2", "3"), gap=Non
 
 
 def test_gap_table_known_numbers():
-    table = report.gap_table(runs_frame(), swept=["model", "trainer.epochs"])
+    table = tables.gap_table(runs_frame(), swept=["model", "trainer.epochs"])
     assert list(table.columns) == [
         "run",
         "model",
@@ -112,27 +112,27 @@ def test_gap_table_known_numbers():
 
 
 def test_without_sweep_keys_compares_the_params_that_vary():
-    table = report.gap_table(runs_frame())
+    table = tables.gap_table(runs_frame())
     # model.name and model.type vary, but model.type only restates the model; epochs vary; seed is
     # constant; derived.* and search.* are never factors.
-    assert report.swept_names(table) == ["model", "trainer.epochs", "trainer.seed"]
-    assert report.factor_names(table) == ["model", "trainer.epochs"]
+    assert tables.swept_names(table) == ["model", "trainer.epochs", "trainer.seed"]
+    assert tables.factor_names(table) == ["model", "trainer.epochs"]
 
 
 def test_seed_is_a_repeat_not_a_factor():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]})
-    table = report.gap_table(runs, swept=["model", "trainer.seed"])
-    assert report.factor_names(table) == ["model"]
+    table = tables.gap_table(runs, swept=["model", "trainer.seed"])
+    assert tables.factor_names(table) == ["model"]
     assert sorted(table["config"].unique()) == ["cnn", "dense"]
-    summary = report.summary_table(table)
+    summary = tables.summary_table(table)
     assert len(summary) == 2 and summary["n"].tolist() == [3, 3]
 
 
 def test_two_configurations_times_three_seeds_known_statistics():
     gaps = {0: 0.020, 1: 0.024, 2: 0.022, 3: 0.010, 4: 0.011, 5: 0.012}
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, gap=lambda i, _: gaps[i])
-    table = report.gap_table(runs, swept=["model", "trainer.seed"])
-    summary = report.summary_table(table)
+    table = tables.gap_table(runs, swept=["model", "trainer.seed"])
+    summary = tables.summary_table(table)
     assert summary["config"].tolist() == ["dense", "cnn"]  # largest mean gap first
     dense, cnn = summary.iloc[0], summary.iloc[1]
     assert (dense["n"], dense["runs"]) == (3, 3)
@@ -161,7 +161,7 @@ def test_effect_of_each_setting_known_numbers():
 
     settings = {"params.model.name": ["dense", "cnn"], "params.model.dropout": ["0.0", "0.5"]}
     runs = repeats_frame(settings, gap=gap)
-    effects = report.effects_table(report.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"]))
+    effects = tables.effects_table(tables.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"]))
     model, dropout = effects.iloc[0], effects.iloc[1]
     # cnn -> dense: +0.010 and +0.008 (with dropout) -> mean +0.009, sd 0.0014142, t(0.975, 1) = 12.706.
     assert (model["from"], model["to"], model["pairs"]) == ("cnn", "dense", 2)
@@ -172,36 +172,71 @@ def test_effect_of_each_setting_known_numbers():
     assert dropout["gap_change_mean"] == pytest.approx(-0.005)
     # Each pair's difference is far beyond the seed noise (sd 0.001).
     assert (model["pairs_tested"], model["pairs_beyond_noise"]) == (2, 2)
-    headers, rows = report.effects_rows(effects)
+    headers, rows = rendering.effects_rows(effects)
     assert rows[1] == ["dropout 0 → dropout 0.5", "2", "-0.0050", "[-0.0177, +0.0077]", "2 of 2"]
-    table = report.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"])
-    markdown = report.report_markdown(report.summary_table(table), table, effects)
+    table = tables.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"])
+    markdown = rendering.report_markdown(tables.summary_table(table), table, effects)
     assert "## The effect of each setting on the final gap" in markdown and "cnn → dense" in markdown
+
+
+def test_pairs_beyond_noise_are_counted_after_holm_over_every_pair():
+    # Four pairs, each seed noise -0.001, 0, +0.001: two differ by 0.0025
+    # (Welch p = 0.03759), two by 0.004 (p = 0.00805). Raw, all four are below
+    # 0.05; Holm over the 4: 4 x 0.00805 = 0.0322 for both small ones, then
+    # 2 x 0.03759 = 0.0752 for both others: one pair per setting is left.
+    means = {("cnn", "0.0"): 0.011, ("dense", "0.0"): 0.0135, ("cnn", "0.5"): 0.0135, ("dense", "0.5"): 0.0175}
+    settings = {"params.model.name": ["dense", "cnn"], "params.model.dropout": ["0.0", "0.5"]}
+    runs = repeats_frame(settings, gap=lambda i, combination: means[combination] + (i % 3 - 1) * 0.001)
+    table = tables.gap_table(runs, swept=["model", "model.dropout", "trainer.seed"])
+    pairs = tables.effect_pairs(table).sort_values("p")
+    assert pairs["p"].tolist() == pytest.approx([0.0080499, 0.0080499, 0.0375901, 0.0375901], abs=1e-6)
+    assert (pairs["p"] < stats.ALPHA).all()
+    assert pairs["p_holm"].tolist() == pytest.approx([0.0321996, 0.0321996, 0.0751802, 0.0751802], abs=1e-6)
+    assert pairs["beyond_noise"].tolist() == [True, True, False, False]
+    effects = tables.effects_table(table, pairs)
+    assert effects["pairs_beyond_noise"].tolist() == [1, 1] and effects["pairs_tested"].tolist() == [2, 2]
+    assert rendering.effects_rows(effects)[1][0][-1] == "1 of 2"
+
+
+def test_a_one_seed_configuration_is_not_the_reference_and_the_report_says_so():
+    gaps = {0: 0.020, 1: 0.024, 2: 0.022, 3: 0.010, 4: 0.011, 5: 0.012, 6: 0.002}
+    runs = repeats_frame({"params.model.name": ["dense", "cnn", "lucky"]}, gap=lambda i, _: gaps.get(i, np.nan))
+    runs = runs[runs["metrics.final_overfit_gap"].notna()]  # lucky: a single finished run
+    table = tables.gap_table(runs, swept=["model", "trainer.seed"])
+    summary = tables.summary_table(table).set_index("config")
+    assert summary.loc["cnn", "gap_vs_smallest"] == stats.SMALLEST
+    assert summary.loc["lucky", "gap_vs_smallest"] == stats.CANNOT_TELL
+    # dense against cnn (p = 0.00366) is told, the only comparison made.
+    assert summary.loc["dense", "gap_vs_smallest"] == stats.DIFFERENT
+    assert summary.loc["dense", "gap_vs_smallest_p_holm"] == pytest.approx(0.0036600, abs=1e-6)
+    note = "reference: cnn; lucky had a smaller mean final gap from a single finished run"
+    assert note in rendering.terminal_table(summary.reset_index())
+    assert note[1:] in rendering.report_markdown(summary.reset_index(), table)
 
 
 def test_effects_with_one_seed_cannot_tell():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, seeds=("42",))
-    effects = report.effects_table(report.gap_table(runs, swept=["model"]))
+    effects = tables.effects_table(tables.gap_table(runs, swept=["model"]))
     assert effects["pairs_tested"].tolist() == [0]
-    assert report.effects_rows(effects)[1][0][-1] == "cannot tell"
+    assert rendering.effects_rows(effects)[1][0][-1] == "cannot tell"
 
 
 def test_one_seed_says_it_cannot_tell():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, seeds=("42",))
-    summary = report.summary_table(report.gap_table(runs, swept=["model"]))
+    summary = tables.summary_table(tables.gap_table(runs, swept=["model"]))
     assert summary["n"].tolist() == [1, 1]
     assert summary["gap_final_sd"].isna().all() and summary["gap_final_ci_low"].isna().all()
     assert summary["gap_vs_smallest"].tolist() == [stats.CANNOT_TELL, stats.SMALLEST]
-    assert "cannot tell" in report.summary_markdown(summary)
+    assert "cannot tell" in rendering.summary_markdown(summary)
 
 
 def test_failed_runs_count_as_runs_not_as_values():
     runs = repeats_frame({"params.model.name": ["dense"]})
     runs.loc[0, ["metrics.final_overfit_gap", "metrics.test_accuracy"]] = np.nan
     runs.loc[0, "status"] = "FAILED"
-    summary = report.summary_table(report.gap_table(runs, swept=["model", "trainer.seed"]))
+    summary = tables.summary_table(tables.gap_table(runs, swept=["model", "trainer.seed"]))
     assert (summary["runs"].iloc[0], summary["n"].iloc[0]) == (3, 2)
-    assert "2 (of 3)" in report.summary_markdown(summary)
+    assert "2 (of 3)" in rendering.summary_markdown(summary)
 
 
 @pytest.mark.parametrize(
@@ -220,12 +255,12 @@ def test_failed_runs_count_as_runs_not_as_values():
     ],
 )
 def test_settings_read_like_words(key, value, shown):
-    assert report.format_setting(key, value) == shown
+    assert settings.format_setting(key, value) == shown
 
 
 def test_labels_that_round_alike_keep_their_exact_values():
     runs = repeats_frame({"params.trainer.learning_rate": ["0.0012341", "0.0012349"]}, seeds=("1",))
-    table = report.gap_table(runs, swept=["trainer.learning_rate"])
+    table = tables.gap_table(runs, swept=["trainer.learning_rate"])
     assert sorted(table["config"]) == ["trainer.learning_rate=0.0012341", "trainer.learning_rate=0.0012349"]
 
 
@@ -240,7 +275,7 @@ def preset_like():
     rng = np.random.default_rng(0)
     runs = repeats_frame(settings, gap=lambda i, c: 0.03 - 0.01 * (c[2] == "0.5") + rng.normal(0, 0.002))
     swept = ["model", "trainer.epochs", "model.dropout", "data.train_samples", "trainer.seed"]
-    table = report.gap_table(runs, swept)
+    table = tables.gap_table(runs, swept)
     gaps = {
         run_id: pd.Series(np.linspace(0.0, gap, int(epochs)), index=range(1, int(epochs) + 1))
         for run_id, gap, epochs in zip(table["run_id"], table["gap_final"], table["trainer.epochs"])
@@ -261,7 +296,7 @@ def search_like():
     for column, values in rows.items():
         runs[column] = values
     runs["params.trainer.seed"] = "42"
-    table = report.gap_table(runs, swept=[c.removeprefix("params.") for c in rows])
+    table = tables.gap_table(runs, swept=[c.removeprefix("params.") for c in rows])
     gaps = {run_id: pd.Series([0.01, 0.02, 0.03], index=[1, 2, 3]) for run_id in table["run_id"]}
     return table, gaps
 
@@ -269,23 +304,26 @@ def search_like():
 @pytest.mark.parametrize("shape", [preset_like, search_like])
 def test_terminal_table_fits_100_columns(shape):
     table, _ = shape()
-    text = report.terminal_table(report.summary_table(table))
+    text = rendering.terminal_table(tables.summary_table(table))
     assert max(len(line) for line in text.splitlines()) <= 100
-    assert len(text.splitlines()) == 2 + table["config"].nunique()
+    # headers, rule, a row per configuration, and the line on the method
+    # where some configuration could be compared (not with one seed each)
+    compared = table.groupby("config")["gap_final"].count().max() >= 2
+    assert len(text.splitlines()) == 2 + table["config"].nunique() + compared
 
 
 def test_terminal_table_shortens_labels_only_when_it_must():
     table, _ = preset_like()
-    summary = report.summary_table(table)
-    assert "dense · 10 ep · dropout 0.5 · all samples" in report.terminal_table(summary)
-    narrow = report.terminal_table(summary, width=80)
+    summary = tables.summary_table(table)
+    assert "dense · 10 ep · dropout 0.5 · all samples" in rendering.terminal_table(summary)
+    narrow = rendering.terminal_table(summary, width=80)
     assert max(len(line) for line in narrow.splitlines()) <= 80 and "…" in narrow
 
 
 def test_markdown_has_both_tables_with_run_ids_and_the_methods():
     table, _ = preset_like()
-    summary = report.summary_table(table)
-    markdown = report.report_markdown(summary, table)
+    summary = tables.summary_table(table)
+    markdown = rendering.report_markdown(summary, table)
     assert "t-interval" in markdown and "Welch" in markdown
     assert all(run_id in markdown for run_id in table["run_id"])
     config_rows = [line for line in markdown.splitlines() if line.startswith("| dense ·") or line.startswith("| cnn ·")]
@@ -303,14 +341,14 @@ def render(figure) -> None:
 @pytest.mark.parametrize("shape", [preset_like, search_like])
 def test_figures_draw_without_warnings(shape):
     table, gaps = shape()
-    for figure in report.figures(table, gaps).values():
+    for figure in gap_figures.figures(table, gaps).values():
         render(figure)
 
 
 def test_final_gap_figure_bars_are_means_with_intervals():
     table, gaps = preset_like()
-    summary = report.summary_table(table)
-    figure = report.final_gap_figure(table, summary)
+    summary = tables.summary_table(table)
+    figure = gap_figures.final_gap_figure(table, summary)
     ax = figure.axes[0]
     bars = [patch.get_width() for patch in ax.patches]
     assert sorted(bars) == pytest.approx(sorted(summary["gap_final_mean"]))
@@ -331,7 +369,7 @@ def test_final_gap_figure_bars_are_means_with_intervals():
 
 def test_gap_per_epoch_has_one_legend_entry_per_configuration_and_whole_epochs():
     table, gaps = preset_like()
-    figure = report.gap_per_epoch_figure(table, gaps)
+    figure = gap_figures.gap_per_epoch_figure(table, gaps)
     titles = [ax.get_title() for ax in figure.axes]
     assert titles == ["cnn", "dense"]  # one panel per model
     legend = [text.get_text() for text in figure.axes[-1].get_legend().get_texts()]
@@ -343,9 +381,9 @@ def test_gap_per_epoch_has_one_legend_entry_per_configuration_and_whole_epochs()
 
 def test_one_epoch_sweep_has_one_whole_epoch_tick():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]})
-    table = report.gap_table(runs, swept=["model", "trainer.seed"])
+    table = tables.gap_table(runs, swept=["model", "trainer.seed"])
     gaps = {run_id: pd.Series([0.01], index=[1]) for run_id in table["run_id"]}
-    figure = report.gap_per_epoch_figure(table, gaps)
+    figure = gap_figures.gap_per_epoch_figure(table, gaps)
     render(figure)
     assert list(figure.axes[0].get_xticks()) == [1]
     assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["cnn", "dense"]
@@ -353,7 +391,7 @@ def test_one_epoch_sweep_has_one_whole_epoch_tick():
 
 def test_close_accuracies_get_plain_distinct_ticks_without_an_offset():
     runs = repeats_frame({"params.model.name": ["dense", "cnn"]}, gap=lambda i, _: 0.01 + 0.00001 * i)
-    figure = report.accuracy_vs_gap_figure(report.gap_table(runs, swept=["model", "trainer.seed"]))
+    figure = gap_figures.accuracy_vs_gap_figure(tables.gap_table(runs, swept=["model", "trainer.seed"]))
     render(figure)
     ax = figure.axes[0]
     for axis in (ax.xaxis, ax.yaxis):
@@ -364,7 +402,7 @@ def test_close_accuracies_get_plain_distinct_ticks_without_an_offset():
 
 def test_number_formats_are_plain_decimals():
     table, gaps = search_like()
-    figure = report.accuracy_vs_gap_figure(table)
+    figure = gap_figures.accuracy_vs_gap_figure(table)
     render(figure)
     ax = figure.axes[0]
     for label in ax.get_xticklabels() + ax.get_yticklabels():
@@ -375,7 +413,7 @@ def test_number_formats_are_plain_decimals():
     assert len(legend) == 12 and all(len(entry) < 70 for entry in legend)
     colours = [handle.get_color() for handle in ax.get_legend().legend_handles]
     assert len({str(colour) for colour in colours}) == 12
-    assert not any(math.isnan(v) for v in report.summary_table(table)["gap_final_mean"])
+    assert not any(math.isnan(v) for v in tables.summary_table(table)["gap_final_mean"])
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 import optuna
 import pandas as pd
 import pytest
-from helpers import TempStore
+from helpers import REPORT_FILES, TempStore
 from store_copies import keep_tracking_uri
 
 from mnist_runner.paths import PROJECT_ROOT, RUNS_DIR
@@ -22,14 +22,6 @@ from mnist_runner.paths import PROJECT_ROOT, RUNS_DIR
 pytestmark = pytest.mark.e2e
 
 TRIALS = 2
-REPORT_FILES = {
-    "gap_report.csv",
-    "gap_summary.csv",
-    "gap_report.md",
-    "gap_per_epoch.png",
-    "final_gap_by_config.png",
-    "test_accuracy_vs_gap.png",
-}
 
 
 @pytest.fixture(scope="module")

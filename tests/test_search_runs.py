@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mnist_runner.sweeps import parent, report, search_runs
+from mnist_runner.sweeps import parent, search_runs
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_an_empty_parent_run_is_removed(open_parent, tmp_store):
 
 
 def test_importance_figure_draws_without_warnings():
-    figure = report.importance_figure({"trainer.learning_rate": 0.62, "model.dropout": 0.38}, "best_val_accuracy")
+    figure = search_runs.importance_figure({"trainer.learning_rate": 0.62, "model.dropout": 0.38}, "best_val_accuracy")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         figure.savefig(io.BytesIO(), format="png")

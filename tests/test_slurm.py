@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import skip_or_fail
+from helpers import REPORT_FILES, skip_or_fail
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
@@ -20,14 +20,6 @@ from mnist_runner.config import compose as config
 from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.services import slurm_cluster
 from mnist_runner.services.slurm_cluster import ClusterError, Layout
-
-REPORT_FILES = {
-    "gap_report.csv",
-    "gap_report.md",
-    "gap_per_epoch.png",
-    "final_gap_by_config.png",
-    "test_accuracy_vs_gap.png",
-}
 
 
 def hydra_config(*overrides):

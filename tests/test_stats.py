@@ -46,6 +46,22 @@ def test_welch_test_cannot_tell_from_one_value_or_no_spread():
     assert math.isnan(stats.welch_test([1.0, 1.0], [2.0, 2.0]))
 
 
+def test_holm_known_numbers():
+    # Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06.
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_ties_caps_and_comparisons_not_made():
+    # Ties: 0.02 x 3 = 0.06, 0.02 x 2 = 0.04 -> 0.06 (never below the one before).
+    assert stats.holm([0.02, 0.02, 0.5]) == pytest.approx([0.06, 0.06, 0.5])
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    # NaN (n = 1, no test) stays NaN and does not count: m = 2 here.
+    adjusted = stats.holm([math.nan, 0.01, 0.04])
+    assert math.isnan(adjusted[0]) and adjusted[1:] == pytest.approx([0.02, 0.04])
+    assert stats.holm([0.03]) == pytest.approx([0.03])
+    assert len(stats.holm([])) == 0
+
+
 def test_compare_to_smallest():
     verdicts = stats.compare_to_smallest(
         {
@@ -55,14 +71,43 @@ def test_compare_to_smallest():
             "one seed": [0.030],
         }
     )
-    assert verdicts["small"][1] == stats.SMALLEST and math.isnan(verdicts["small"][0])
-    assert verdicts["clearly larger"][0] == pytest.approx(0.0036600, abs=1e-6)
-    assert verdicts["clearly larger"][1] == stats.DIFFERENT
-    assert verdicts["within noise"][1] == stats.WITHIN_NOISE and verdicts["within noise"][0] > stats.ALPHA
-    assert verdicts["one seed"][1] == stats.CANNOT_TELL
+    assert verdicts["small"].verdict == stats.SMALLEST and math.isnan(verdicts["small"].p)
+    larger = verdicts["clearly larger"]
+    assert larger.p == pytest.approx(0.0036600, abs=1e-6)
+    # Two comparisons could be made ("one seed" cannot): Holm doubles the smallest p.
+    assert larger.p_holm == pytest.approx(2 * 0.0036600, abs=2e-6)
+    assert larger.verdict == stats.DIFFERENT
+    within = verdicts["within noise"]
+    assert within.verdict == stats.WITHIN_NOISE and within.p_holm == pytest.approx(max(within.p, larger.p_holm))
+    assert verdicts["one seed"].verdict == stats.CANNOT_TELL and math.isnan(verdicts["one seed"].p_holm)
+
+
+def test_verdicts_follow_holm_not_the_raw_p_values():
+    # Welch's p against [1, 2, 3]: b 0.01008, c 0.03465, d 0.06939 (scipy, checked
+    # by hand in test_welch_test_known_numbers for b). Holm over m = 3:
+    # b 3 x 0.01008 = 0.03023; c 2 x 0.03465 = 0.06930; d max(0.06939, 0.06930).
+    verdicts = stats.compare_to_smallest(
+        {"ref": [1, 2, 3], "b": [4, 5, 6, 7], "c": [3, 4, 5, 6], "d": [2.5, 3.5, 4.5, 5.5]}
+    )
+    assert verdicts["b"].p_holm == pytest.approx(0.0302308, abs=1e-6)
+    assert verdicts["c"].p == pytest.approx(0.0346476, abs=1e-6) and verdicts["c"].p < stats.ALPHA
+    assert verdicts["c"].p_holm == pytest.approx(0.0692951, abs=1e-6)
+    assert verdicts["d"].p_holm == pytest.approx(0.0693883, abs=1e-6)
+    assert [verdicts[name].verdict for name in "bcd"] == [stats.DIFFERENT, stats.WITHIN_NOISE, stats.WITHIN_NOISE]
+
+
+def test_a_single_run_is_not_the_reference():
+    # "lucky" has the smallest mean from one run: the reference is the smallest
+    # mean among groups with 2 or more, and "lucky" itself cannot be told.
+    verdicts = stats.compare_to_smallest({"lucky": [0.5], "ref": [1, 2, 3], "b": [4, 5, 6, 7]})
+    assert verdicts["ref"].verdict == stats.SMALLEST
+    assert verdicts["lucky"].verdict == stats.CANNOT_TELL
+    assert verdicts["b"].verdict == stats.DIFFERENT and verdicts["b"].p == pytest.approx(0.0100769, abs=1e-6)
+    # No group with 2 values: the smallest mean is named, nothing can be told.
+    alone = stats.compare_to_smallest({"x": [0.2], "y": [0.1]})
+    assert (alone["y"].verdict, alone["x"].verdict) == (stats.SMALLEST, stats.CANNOT_TELL)
 
 
 def test_compare_without_values():
-    assert stats.compare_to_smallest({"failed": [math.nan]}) == {
-        "failed": (pytest.approx(math.nan, nan_ok=True), "cannot tell")
-    }
+    found = stats.compare_to_smallest({"failed": [math.nan]})
+    assert found["failed"].verdict == stats.CANNOT_TELL and math.isnan(found["failed"].p)

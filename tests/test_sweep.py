@@ -157,24 +157,37 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_store):
     assert [c.info.status for c in children] == ["KILLED"]
 
 
-def test_two_configurations_times_three_seeds_report_intervals_on_the_parent_run(tmp_store):
-    done, uri = multirun(tmp_store, "data=digits", "trainer.epochs=2", "model=dense,cnn", "trainer.seed=1,2,3")
+def test_three_configurations_times_three_seeds_report_holm_verdicts_on_the_parent_run(tmp_store):
+    # Configurations that differ by little: what the report concludes must be
+    # what Holm's method gives from its own raw p-values.
+    done, uri = multirun(
+        tmp_store, "data=digits", "trainer.epochs=2", "model=dense", "model.dropout=0.0,0.1,0.2", "trainer.seed=1,2,3"
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     client, parents, children = sweep_runs(uri)
     (parent,) = parents
-    assert len(children) == 6
+    assert len(children) == 9
     local = client.download_artifacts(parent.info.run_id, "report/gap_summary.csv", str(tmp_store.root))
     summary = pd.read_csv(local)
-    assert sorted(summary["config"]) == ["cnn", "dense"]
-    assert summary["n"].tolist() == [3, 3]
+    assert sorted(summary["model.dropout"]) == [0.0, 0.1, 0.2]
+    assert summary["n"].tolist() == [3, 3, 3]
     for metric in ("gap_final", "gap_best", "test_acc", "val_acc"):
         assert summary[f"{metric}_sd"].notna().all()
         assert (summary[f"{metric}_ci_low"] <= summary[f"{metric}_mean"]).all()
         assert (summary[f"{metric}_mean"] <= summary[f"{metric}_ci_high"]).all()
-    assert set(summary["gap_vs_smallest"]) <= {"smallest", "yes", "no"}
-    # The terminal table: a header, a rule and one line per configuration, all within 100 columns.
+    # Holm by hand over the two comparisons with the smallest: the smaller p
+    # doubled, the larger one at least that.
+    compared = summary.dropna(subset=["gap_vs_smallest_p"]).sort_values("gap_vs_smallest_p")
+    assert len(compared) == 2 and (summary["gap_vs_smallest"] == "smallest").sum() == 1
+    low, high = compared["gap_vs_smallest_p"].tolist()
+    expected = [min(1.0, 2 * low), max(min(1.0, 2 * low), high)]
+    assert compared["gap_vs_smallest_p_holm"].tolist() == pytest.approx(expected)
+    assert compared["gap_vs_smallest"].tolist() == ["yes" if p < 0.05 else "no" for p in expected]
+    # The terminal table: a header, a rule, one line per configuration and the
+    # line on the method, all within 100 columns.
     table = output.split("largest mean final gap first):\n", 1)[1].split("\nper run,", 1)[0].splitlines()
-    assert len(table) == 4 and max(map(len, table)) <= 100, table
+    assert len(table) == 6 and max(map(len, table)) <= 100, table
+    assert table[-1] == "vs smallest: Welch's t-test, p Holm-adjusted over 2 comparisons"
     assert f"the report is logged to the parent run {parent.info.run_name} ({parent.info.run_id})" in output
     assert f"tags.mlflow.parentRunId%20%3D%20%27{parent.info.run_id}%27" in output

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import TempStore, skip_or_fail
+from helpers import REPORT_FILES, TempStore, skip_or_fail
 from mlflow.tracking import MlflowClient
 
 from mnist_runner.paths import PROJECT_ROOT
-from mnist_runner.services import tracking_server
+from mnist_runner.services import postgres, tracking_server
 from mnist_runner.services.tracking_server import ServerError, ServerLayout
 
 pytestmark = [pytest.mark.server, pytest.mark.e2e]
@@ -25,15 +25,6 @@ pytestmark = [pytest.mark.server, pytest.mark.e2e]
 URI_SECRET = "uri-secret-123"
 ENV_SECRET = "env-secret-456"
 TOKEN_SECRET = "env-token-789"
-REPORT_FILES = {
-    "gap_report.csv",
-    "gap_summary.csv",
-    "gap_effects.csv",
-    "gap_report.md",
-    "gap_per_epoch.png",
-    "final_gap_by_config.png",
-    "test_accuracy_vs_gap.png",
-}
 
 
 def free_ports(count):
@@ -46,7 +37,7 @@ def free_ports(count):
 
 
 def require_postgres():
-    if tracking_server.postgres_bin_dir() is None:
+    if postgres.postgres_bin_dir() is None:
         skip_or_fail("PostgreSQL's initdb/pg_ctl are not installed: run `make install-e2e`")
 
 
@@ -205,4 +196,4 @@ def test_a_cluster_postgres_cannot_reach_is_refused_with_the_fix(server_root):
         match=rf"'postgres' user cannot reach .*: it may not enter {private} "
         rf"\(mode 700\).*chmod o\+x {private}",
     ):
-        tracking_server.init_cluster(ServerLayout(private / "server"))
+        postgres.init_cluster(ServerLayout(private / "server"))

@@ -1,8 +1,10 @@
 """The runs of a sweep or an experiment, from MLflow, made into the gap
-report's files (``report`` makes the tables and draws the figures):
+report's files (``tables`` makes the tables, ``rendering`` the text and
+``gap_figures`` the figures):
 ``gap_report.md`` (per configuration, the effect of each setting, per run),
 ``gap_report.csv`` (per run), ``gap_summary.csv`` (per configuration),
-``gap_effects.csv`` (per setting) and three PNG figures."""
+``gap_effects.csv`` (per setting), ``gap_effect_pairs.csv`` (the tests behind
+it) and three PNG figures."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnist_runner.sweeps import links, report
+from mnist_runner.sweeps import gap_figures, links, rendering, tables
 from mnist_runner.tracking import sweep_records
 
 log = logging.getLogger(__name__)
@@ -48,33 +50,35 @@ def build_report(
     runs = search_children(client, experiment_id, parent_run_id)
     if runs.empty:
         raise LookupError("no runs to compare")
-    table = report.gap_table(runs, swept)
-    summary = report.summary_table(table)
-    effects = report.effects_table(table)
+    table = tables.gap_table(runs, swept)
+    summary = tables.summary_table(table)
+    pairs = tables.effect_pairs(table)
+    effects = tables.effects_table(table, pairs)
     gaps = {run_id: metric_series(client, run_id, "overfit_gap") for run_id in table["run_id"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_dir / "gap_report.csv", index=False)
     summary.to_csv(out_dir / "gap_summary.csv", index=False)
     effects.to_csv(out_dir / "gap_effects.csv", index=False)
-    markdown = report.report_markdown(summary, table, effects)
+    pairs.to_csv(out_dir / "gap_effect_pairs.csv", index=False)
+    markdown = rendering.report_markdown(summary, table, effects)
     hint = None
     if parent_run_id is not None:
         uri = client.tracking_uri
         markdown += "\n\n" + links.report_links(uri, experiment_id, parent_run_id, list(table["run_id"]))
         hint = links.sweep_hint(uri, experiment_id, parent_run_id, client.get_run(parent_run_id).info.run_name)
     (out_dir / "gap_report.md").write_text(markdown + "\n")
-    for name, figure in report.figures(table, gaps, summary).items():
+    for name, figure in gap_figures.figures(table, gaps, summary).items():
         figure.savefig(out_dir / f"{name}.png", dpi=100)
     log.info(
         "overfitting-gap report (%s; %s; largest mean final gap first):\n%s\n"
         "per run, every statistic and the plots: %s",
         run_counts(table),
         count(len(summary), "configuration"),
-        report.terminal_table(summary),
+        rendering.terminal_table(summary),
         out_dir,
     )
     if not effects.empty:
-        log.info("the effect of each setting on the final gap:\n%s", report.effects_terminal_table(effects))
+        log.info("the effect of each setting on the final gap:\n%s", rendering.effects_terminal_table(effects))
     if hint:
         log.info("%s", hint)
     return table
