@@ -12,7 +12,6 @@ listens on this machine only.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -20,6 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from mnist_runner.errors import UserError
 from mnist_runner.paths import RUNS_DIR
 from mnist_runner.redaction import redact
+from mnist_runner.services.startup import bind_error, port_number
 from mnist_runner.tracking.store import sqlite_path
 
 HOST = "127.0.0.1"
@@ -65,15 +65,12 @@ def list_studies(storage_url: str) -> list[tuple[int, str, int]]:
 
 
 def check_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError as error:
-            raise DashboardError(
-                f"--port {port}: cannot listen on {HOST}:{port} ({error.strerror}); "
-                "choose another port (make dashboard DASHBOARD_PORT=...)"
-            ) from error
+    error = bind_error(port, HOST)
+    if error is not None:
+        raise DashboardError(
+            f"--port {port}: cannot listen on {HOST}:{port} ({error.strerror}); "
+            "choose another port (make dashboard DASHBOARD_PORT=...)"
+        ) from error
 
 
 class ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -96,13 +93,6 @@ def serve(storage_url: str, port: int) -> None:
     )
     with server:
         server.serve_forever()
-
-
-def port_number(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
-    return port
 
 
 def main(argv: list[str] | None = None) -> int:

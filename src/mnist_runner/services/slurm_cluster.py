@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_runner.paths import RUNS_DIR
+from mnist_runner.services import startup
 
 DEFAULT_DIR = RUNS_DIR / "slurm"
 PARTITION = "local"
@@ -288,11 +289,7 @@ def wait_until_idle(layout: Layout, timeout: float = 60.0) -> None:
 
 
 def log_tail(layout: Layout, daemon: str, lines: int = 15) -> str:
-    path = layout.log_file(daemon)
-    if not path.is_file():
-        return f"({path} does not exist)"
-    tail = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"last lines of {path}:\n" + "\n".join(tail)
+    return startup.log_tail(layout.log_file(daemon), lines)
 
 
 def cancel_jobs(layout: Layout, timeout: float = 60.0) -> list[str]:

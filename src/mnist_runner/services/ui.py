@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 
 from mnist_runner.config.schema import DEFAULT_EXPERIMENT
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DEFAULT_TRACKING_URI
 from mnist_runner.redaction import redact
+from mnist_runner.services.startup import bind_error, port_number
 from mnist_runner.tracking import store
 from mnist_runner.tracking.links import UI_HOST as HOST
 from mnist_runner.tracking.links import UI_PORT as DEFAULT_PORT
@@ -68,16 +68,11 @@ def experiment_id(uri: str, name: str) -> str | None:
 
 def check_port_free(port: int, host: str = HOST) -> None:
     """Fail before the server's slow start when something already listens on the port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the server will: a port left in TIME_WAIT by a stopped server is free.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise UIError(
-                f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); "
-                "choose another port (make ui PORT=...)"
-            ) from error
+    error = bind_error(port, host)
+    if error is not None:
+        raise UIError(
+            f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); choose another port (make ui PORT=...)"
+        ) from error
 
 
 def server_command(uri: str, port: int, host: str = HOST) -> list[str]:
@@ -101,13 +96,6 @@ def server_command(uri: str, port: int, host: str = HOST) -> list[str]:
         "--uvicorn-opts",
         "--log-level warning",
     ]
-
-
-def port_number(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
-    return port
 
 
 def main(argv: list[str] | None = None) -> int:

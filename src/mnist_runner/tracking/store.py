@@ -229,17 +229,25 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     send (``user:password@`` in the URI, or MLFLOW_TRACKING_USERNAME/PASSWORD
     or MLFLOW_TRACKING_TOKEN); a 401 or 403 still means that a server answers.
     """
-    url, authorization = _health_request(uri)
-    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
+        health_status(uri, timeout)
     except urllib.error.HTTPError as error:
         if error.code in (401, 403):  # up, but the credentials are missing or wrong: MLflow will say so
             return
         raise _server_down(uri, f"HTTP {error.code} {error.reason}") from error
     except (OSError, ValueError) as error:
         raise _server_down(uri, str(error)) from error
+
+
+def health_status(uri: str, timeout: float) -> int:
+    """The HTTP status with which the MLflow server at ``uri`` answers ``/health``,
+    sent the credentials MLflow itself would send. An answer of 400 or more
+    raises ``urllib.error.HTTPError``; no answer raises ``OSError`` or ``ValueError``."""
+    url, authorization = _health_request(uri)
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+        return response.status
 
 
 def _health_request(uri: str) -> tuple[str, str | None]:
