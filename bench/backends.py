@@ -47,6 +47,8 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
+from mnist_runner.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -254,11 +256,6 @@ def machine() -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = None
     try:
         gpu = subprocess.run(
@@ -267,7 +264,7 @@ def machine() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)),
         "gpu": gpu or None,
         "python": platform.python_version(),

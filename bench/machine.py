@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -23,16 +22,16 @@ from pathlib import Path
 
 import psutil
 
+from mnist_runner.machine import cpuinfo
+
 # Other processes using more than this share of all cores make a measurement "busy".
 BUSY_SHARE = 0.10
 PACKAGES = ("tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "mlflow", "hydra-core", "numpy", "psutil")
 
 
 def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-    flags = set(flags.group(1).split()) if flags else set()
+    cpu = cpuinfo()
+    flags = set(cpu.get("flags", "").split())
     versions = {}
     for package in PACKAGES:
         try:
@@ -40,7 +39,8 @@ def machine() -> dict:
         except metadata.PackageNotFoundError:
             pass
     return {
-        "cpu": model.group(1) if model else platform.processor() or "unknown",
+        # "unknown" rather than cpu_model()'s architecture: the results' files say so already.
+        "cpu": cpu.get("model name") or platform.processor() or "unknown",
         "cores": len(os.sched_getaffinity(0)),
         "logical_cpus_in_proc_stat": psutil.cpu_count(),
         # Whether mixed_bfloat16 can be fast at all here.

@@ -30,6 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, when run as a script
 from helpers import TempStore  # noqa: E402
 
+from mnist_runner.machine import cpu_model  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 # A run long enough to be killed in every phase: start-up, epochs (and their
@@ -246,13 +248,6 @@ def sweep_on_a_new_store(root: Path) -> dict:
         "rows_written_again": logs.count("another process wrote the same row"),
         "failure": (done.stdout + done.stderr)[-1500:] if done.returncode or finished != BUSY_SWEEP_JOBS else None,
     }
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from mnist_runner.machine import cpu_model
 from mnist_runner.paths import PROJECT_ROOT
 
 # The packages whose versions every run records, and those of each backend.
@@ -91,17 +92,6 @@ def gpu_names(name: str) -> list[str]:
     except Exception:  # a tag is not worth failing a run over
         return []
     return []
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def model_requirements() -> list[str]:
