@@ -214,12 +214,22 @@ def end_process(code: int | str | None) -> None:
     2-core machine) and do nothing for the run. What the teardown does that
     matters is done first: other threads finished, exit handlers run (MLflow,
     logging), output flushed. Sweeps, whose launchers clean up at exit, and
-    other commands exit as usual."""
+    other commands exit as usual.
+
+    Both steps are the interpreter's own private functions: no public API
+    does either. ``Thread.join`` on every other thread waits forever on an
+    idle ``ThreadPoolExecutor``'s workers, which only the hooks that
+    ``threading._shutdown`` runs first tell to stop. And ``atexit`` has no
+    public call that runs its handlers: a handler calling ``os._exit``,
+    registered before the script's own, would still run before those
+    registered at start-up (a ``sitecustomize``, coverage's), and they would
+    never run. Where either function is missing, the process exits as usual."""
     shutdown = getattr(threading, "_shutdown", None)  # what Python runs first at exit: joins threads
-    if not SINGLE_RUN or not isinstance(code, (int, type(None))) or shutdown is None:
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # what it runs next: every atexit handler
+    if not SINGLE_RUN or not isinstance(code, (int, type(None))) or shutdown is None or run_exit_handlers is None:
         return
     shutdown()
-    atexit._run_exitfuncs()
+    run_exit_handlers()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)
