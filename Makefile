@@ -17,10 +17,16 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-e2e data-sources data run sweep compare test test-fast lint format faults faults-sweeps bench bench-options bench-select predict runs delete-runs register ui ui-screenshot server server-stop server-status slurm slurm-stop clean
+# Every target is a command, none a file: all of them in one list.
+.PHONY: help install install-torch install-e2e data-sources data run sweep compare test test-fast faults \
+	faults-sweeps lint format bench bench-options bench-select bench-backends gpu-wheels bench-gpu predict runs \
+	delete-runs register ui ui-screenshot dashboard server server-stop server-status slurm slurm-stop clean
 
+# The texts line up after the longest target's name, whatever targets there are.
 help: ## List the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+		'{name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1)} \
+		END {for (i = 1; i <= NR; i++) printf "  make %-" width "s %s\n", name[i], text[i]}'
 
 install: ## Create .venv, install the package with TensorFlow, JAX and its tests, fetch MNIST
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +35,6 @@ install: ## Create .venv, install the package with TensorFlow, JAX and its tests
 	$(MAKE) data-sources
 	$(MAKE) data
 
-.PHONY: install-torch bench-backends bench-gpu gpu-wheels
 install-torch: ## PyTorch as a third backend (backend=torch): TORCH=..., TORCH_PIP_ARGS=...
 	$(BIN)/python -m pip install '$(TORCH)' $(TORCH_PIP_ARGS)
 
@@ -59,10 +64,10 @@ compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --e
 test: ## The whole test suite, what CI runs
 	$(BIN)/python -m pytest
 
-test-fast: ## The tests that neither train nor start processes: the edit-test loop (about 1 min, 469 of 627 tests)
+test-fast: ## The tests not marked slow, which neither train nor start processes: the edit-test loop
 	$(BIN)/python -m pytest -m "not slow"
 
-faults: ## Fault injection for the record (~16 min): SIGKILL then resume, processes on a new store, 200 forced reaper races (docs/reliability.json)
+faults: ## Fault injection for the record: 20 runs SIGKILLed then resumed, 10 rounds of processes on a new store, 200 forced reaper races (docs/reliability.json)
 	$(BIN)/python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
 
 faults-sweeps: ## 20 parallel 4-job sweeps on a new store beside 2 CPU-bound processes: no job lost (docs/reliability_sweeps.json)
@@ -76,13 +81,13 @@ format: ## Fix what ruff can: import order, formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: ## The benchmark suite on an idle machine (~45 min): BENCHMARKS.md, docs/bench.png, bench/results/bench.json
+bench: ## The benchmark suite on an idle machine: runner overhead, bfloat16, time to 99%, start-up, sweeps, memory: BENCHMARKS.md, docs/bench.png, bench/results/bench.json
 	$(BIN)/python bench/run_bench.py $(ARGS)
 
 bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads (bench/results/)
 	$(BIN)/python bench/execution_options.py $(ARGS)
 
-bench-select: ## fast_convnet's choice checked on validation accuracy (~15 min): bench/results/fast_convnet_selection.json
+bench-select: ## fast_convnet's choice made again on validation accuracy, 6 candidates x 3 seeds: bench/results/fast_convnet_selection.json
 	$(BIN)/python bench/select_fast_convnet.py $(ARGS)
 
 bench-backends: ## TensorFlow, JAX, PyTorch side by side, and the runner against plain Keras (bench/results/)
@@ -113,7 +118,6 @@ ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in h
 	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png
 
 DASHBOARD_PORT ?= 8080
-.PHONY: dashboard
 dashboard: ## optuna-dashboard on the search studies (runs/optuna.db) at http://127.0.0.1:8080 (DASHBOARD_PORT=...)
 	$(BIN)/python -m mnist_runner.services.dashboard --port $(DASHBOARD_PORT) $(ARGS)
 
