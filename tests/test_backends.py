@@ -1,6 +1,7 @@
 """Keras backends: choosing one (``backend=``, ``mnist_runner.config.backend``)
 and every feature of a run on TensorFlow and JAX, and on PyTorch where it is
-installed (``make install-torch``).
+installed (``make install-torch``): where it is not, each PyTorch case
+(marked ``torch``) is reported skipped, saying so.
 
 Keras picks its backend once per process, so the runs on each backend are
 real ``python run.py`` processes; the fast tests above them check the
@@ -17,6 +18,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import REQUIRE_OPTIONAL, skip_or_fail
 from PIL import Image
 
 from mnist_runner.config import backend
@@ -25,15 +27,48 @@ from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.tracking import provenance
 
 CORE = ["tensorflow", "jax"]  # what `make install` installs: every feature is tested on both
-WITH_TORCH = CORE + (["torch"] if backend.installed("torch") else [])
+# PyTorch is optional: its cases are collected everywhere and skip where it is
+# missing (the fixture below), so that a run without it shows what it left out.
+TORCH = pytest.param("torch", marks=pytest.mark.torch)
+TORCH_MISSING = "PyTorch is not installed: `make install-torch`"
+WITH_TORCH = [*CORE, TORCH]
 # Features whose TensorFlow run is already a test of its own (named where they
 # are used) run here on the other backends only, to keep the suite's time.
 NOT_TF = [name for name in CORE if name != "tensorflow"]
-NOT_TF_WITH_TORCH = [name for name in WITH_TORCH if name != "tensorflow"]
+NOT_TF_WITH_TORCH = [*NOT_TF, TORCH]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 ENV.pop("KERAS_BACKEND", None)
 # Numbers that differ from run to run by nature: wall times and the machine's load.
 UNSTABLE = ("fit_seconds", "system/")
+
+
+@pytest.fixture(autouse=True)
+def torch_installed(request):
+    """A case marked ``torch`` needs PyTorch: skipped without it, or failed
+    where MNIST_RUNNER_REQUIRE_OPTIONAL names torch."""
+    if request.node.get_closest_marker("torch") and not backend.installed("torch"):
+        skip_or_fail(TORCH_MISSING, optional="torch")
+
+
+@pytest.mark.parametrize(
+    "required, outcome, says",
+    [
+        ({}, pytest.skip.Exception, TORCH_MISSING),
+        # What CI sets: the components of `make install-e2e` are required, PyTorch is not.
+        ({"MNIST_RUNNER_REQUIRE_E2E": "1"}, pytest.skip.Exception, TORCH_MISSING),
+        ({REQUIRE_OPTIONAL: "torch"}, pytest.fail.Exception, f"{TORCH_MISSING} ({REQUIRE_OPTIONAL}=torch)"),
+        ({REQUIRE_OPTIONAL: " torch, "}, pytest.fail.Exception, TORCH_MISSING),
+        ({REQUIRE_OPTIONAL: "troch"}, pytest.fail.Exception, f"{REQUIRE_OPTIONAL}=troch: the optional components are"),
+    ],
+)
+def test_a_missing_pytorch_skips_unless_it_is_required(monkeypatch, required, outcome, says):
+    for name in ("MNIST_RUNNER_REQUIRE_E2E", REQUIRE_OPTIONAL):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in required.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(outcome) as ended:
+        skip_or_fail(TORCH_MISSING, optional="torch")
+    assert says in str(ended.value)
 
 
 # -- choosing a backend, without training ------------------------------------------
@@ -182,14 +217,14 @@ def test_a_sweep_over_backends_needs_a_process_per_job():
         assert "hydra/launcher=submitit_local" in str(refused.value)
 
 
-@pytest.mark.parametrize("name", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("name", WITH_TORCH)
 def test_the_logged_model_requires_the_backend_it_was_trained_on(monkeypatch, name):
     monkeypatch.setattr(provenance, "keras_backend", lambda: name)
     requirements = provenance.model_requirements()
     assert requirements[0].startswith("keras==")
     if name == "tensorflow":
         assert requirements[1].startswith("tensorflow==")
-    elif backend.installed(name):
+    else:
         assert any(r.startswith(f"{name}==") for r in requirements)
 
 
