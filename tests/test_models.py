@@ -62,3 +62,17 @@ def test_unknown_model_type(compose_cfg):
     cfg = model_cfg(compose_cfg) | {"type": "transformer"}
     with pytest.raises(ValueError, match=r"model.type='transformer': choose one of \['dense', 'cnn'\]"):
         build_model(cfg, (28, 28), 10, Rescale(1.0, 0.0))
+
+
+def test_batch_norm_follows_each_convolution_which_then_has_no_bias(compose_cfg):
+    cfg = model_cfg(compose_cfg, "model=convnet", "model.batch_norm=true")
+    model = build_model(cfg, (28, 28), 10, Rescale(1 / 255, 0.0))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 2
+    for index, kind in enumerate(kinds):
+        if kind == "Conv2D":
+            assert kinds[index + 1] == "BatchNormalization"
+            assert not model.layers[index].use_bias
+    # convnet's 34,826 less the two convolutions' biases (32 + 64), plus
+    # 4 numbers per channel of each normalisation (scale, offset, mean, variance).
+    assert model.count_params() == 34_826 - 96 + 4 * 96

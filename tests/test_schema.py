@@ -23,6 +23,8 @@ def test_composed_groups_become_schema_objects(compose_cfg):
         (["tracking.experiment=' '"], "tracking.experiment=' ' is not allowed: must not be empty"),
         (["tracking.uri=runs/mlflow.db"], "tracking.uri='runs/mlflow.db' is not allowed: a URI such as"),
         (["preprocess.name=zca"], "preprocess.name='zca' is not allowed: choose one of scale, standardize, none"),
+        (["trainer.lr_schedule=cyclic"], "trainer.lr_schedule='cyclic' is not allowed: choose one of constant, warmup"),
+        (["model=cnn", "model.batch_norm=true", "trainer.lr_schedule=warmup_cosine"], None),
     ],
 )
 def test_ranges_and_choices(compose_cfg, overrides, message):

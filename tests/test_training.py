@@ -7,7 +7,13 @@ import tensorflow as tf
 from mnist_runner.pipeline.gap import GapMetrics, eval_sample, overfit_gap
 from mnist_runner.pipeline.preprocess import Rescale, fit_preprocessing
 from mnist_runner.pipeline.splits import holdout, stratified_subset
-from mnist_runner.pipeline.training import compile_model, evaluate_test_set, fit, summarize_history
+from mnist_runner.pipeline.training import (
+    compile_model,
+    evaluate_test_set,
+    fit,
+    learning_rate_schedule,
+    summarize_history,
+)
 
 
 def test_overfit_gap_is_train_minus_validation():
@@ -186,6 +192,27 @@ def test_jit_compile_none_is_keras_auto(jit_compile):
     compile_model(model, "sgd", 0.01, jit_compile=jit_compile)
     has_gpu = bool(tf.config.list_physical_devices("GPU"))
     assert model.jit_compile is (has_gpu if jit_compile is None else jit_compile)
+
+
+def test_warmup_cosine_schedule_known_values():
+    # 400 steps: warm-up over the first 100 from 0.001 to 0.01, then a cosine
+    # over 300 to a hundredth of the peak, 0.0001; halfway down (step 250)
+    # it is midway, (0.01 + 0.0001) / 2.
+    rate = learning_rate_schedule("warmup_cosine", 0.01, 400)
+    values = [float(rate(step)) for step in (0, 50, 100, 250, 400)]
+    assert values == pytest.approx([0.001, 0.0055, 0.01, 0.00505, 0.0001], rel=1e-4)
+    assert learning_rate_schedule("constant", 0.01, None) == 0.01
+    with pytest.raises(ValueError, match="needs the number of training steps"):
+        learning_rate_schedule("warmup_cosine", 0.01, None)
+
+
+def test_the_schedule_is_the_optimizers_and_moves_with_its_steps():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, "adam", 0.01, lr_schedule="warmup_cosine", total_steps=8)
+    x, y = np.zeros((16, 2), "float32"), keras.utils.to_categorical(np.zeros(16), 2)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # all 8 steps
+    assert int(model.optimizer.iterations) == 8
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0001, rel=1e-3)
 
 
 def test_unknown_optimizer_is_named():

@@ -28,6 +28,10 @@ OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "nadam", "adagrad", "adadelta",
 # Keras dtype policies: computations in bfloat16 with float32 weights pay off
 # only on CPUs with bfloat16 instructions (AVX-512 BF16, AMX).
 PRECISIONS = ("float32", "mixed_bfloat16")
+# How the learning rate moves during training: constant, or a linear warm-up
+# from a tenth of it over the first quarter of the steps, then a cosine decay
+# to a hundredth (a one-cycle schedule: large steps early, small ones late).
+LR_SCHEDULES = ("constant", "warmup_cosine")
 
 
 class ConfigError(UserError, ValueError):
@@ -111,6 +115,7 @@ class CnnConfig(ModelConfig):
     kernel_size: int = 3
     pool_size: int = 2
     dense_units: List[int] = field(default_factory=lambda: [128])
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,6 +132,7 @@ class TrainerConfig:
     validation_split: float = 0.3
     optimizer: str = "rmsprop"
     learning_rate: float = 0.001
+    lr_schedule: str = "constant"
     seed: int = 42
     deterministic: bool = False
     precision: str = "float32"
@@ -151,6 +157,7 @@ class TrainerConfig:
         )
         one_of("trainer.optimizer", self.optimizer, OPTIMIZERS)
         require(self.learning_rate > 0, "trainer.learning_rate", self.learning_rate, "must be > 0")
+        one_of("trainer.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         require(self.seed >= 0, "trainer.seed", self.seed, "must be >= 0")
         one_of("trainer.precision", self.precision, PRECISIONS)
         require(self.patience >= 1, "trainer.patience", self.patience, "must be >= 1")

@@ -52,16 +52,22 @@ def cnn_layers(
     dense_units: Sequence[int],
     activation: str,
     dropout: float,
+    batch_norm: bool = False,
 ):
     """Convolution blocks, then dense layers; dropout before every dense layer.
 
     A block is convolution, max-pooling, activation: the course's order. For
     ReLU it equals convolution-activation-pooling (keras-io's order), since
-    max-pooling and a monotonic activation commute.
+    max-pooling and a monotonic activation commute. ``batch_norm`` normalises
+    each convolution's outputs before the pooling (the convolution then needs
+    no bias: the normalisation's own offset replaces it), which lets a larger
+    learning rate train in fewer epochs.
     """
     x = layers.Reshape((*x.shape[1:], 1))(x)
     for filters in conv_filters:
-        x = layers.Conv2D(filters, kernel_size)(x)
+        x = layers.Conv2D(filters, kernel_size, use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
         x = layers.MaxPooling2D(pool_size)(x)
         x = layers.Activation(activation)(x)
     x = layers.Flatten()(x)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_runner import signals
-from mnist_runner.config.schema import OPTIMIZERS
+from mnist_runner.config.schema import LR_SCHEDULES, OPTIMIZERS
 from mnist_runner.errors import RunFailed
 from mnist_runner.pipeline.device_data import training_inputs
 from mnist_runner.pipeline.gap import GapMetrics, eval_sample
@@ -38,19 +38,45 @@ def compile_model(
     learning_rate: float,
     steps_per_execution: int = 1,
     jit_compile: bool | None = None,
+    lr_schedule: str = "constant",
+    total_steps: int | None = None,
 ) -> None:
     """``steps_per_execution`` batches run in one call of the compiled train
     step (the same numbers as one at a time, less Python overhead; see
     ``effective_steps_per_execution``); ``jit_compile=None`` is Keras'
-    "auto": XLA on GPUs, not on CPUs (and not on PyTorch)."""
+    "auto": XLA on GPUs, not on CPUs (and not on PyTorch). ``lr_schedule``
+    (``learning_rate_schedule``) needs the run's ``total_steps``."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"trainer.optimizer={optimizer!r}: choose one of {list(OPTIMIZERS)}")
+    rate = learning_rate_schedule(lr_schedule, learning_rate, total_steps)
     model.compile(
-        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": rate}}),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=effective_steps_per_execution(steps_per_execution),
         jit_compile="auto" if jit_compile is None else jit_compile,
+    )
+
+
+def learning_rate_schedule(name: str, peak: float, total_steps: int | None):
+    """The optimizer's learning rate: ``peak`` itself (``constant``), or for
+    ``warmup_cosine`` Keras' ``CosineDecay`` with a linear warm-up from a tenth
+    of ``peak`` to ``peak`` over the first quarter of ``total_steps``, then a
+    cosine down to a hundredth of it at the last step. It is part of the
+    optimizer, so a checkpoint keeps it and a resumed run goes on where it was."""
+    if name == "constant":
+        return peak
+    if name != "warmup_cosine":
+        raise ValueError(f"trainer.lr_schedule={name!r}: choose one of {list(LR_SCHEDULES)}")
+    if not total_steps or total_steps < 1:
+        raise ValueError("trainer.lr_schedule=warmup_cosine needs the number of training steps")
+    warmup = max(1, total_steps // 4)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak / 10,
+        decay_steps=max(1, total_steps - warmup),
+        alpha=0.01,  # with a warm-up, a fraction of warmup_target: a hundredth of the peak
+        warmup_target=peak,
+        warmup_steps=warmup,
     )
 
 
