@@ -150,7 +150,7 @@ def test_test_metrics_are_linked_to_the_logged_model_and_test_data(trained):
         result = trained.runs[label]
         model = models[result.run_id]
         linked = {m.key: m for m in model.metrics if m.key.startswith("test_")}
-        assert set(linked) == {"test_accuracy", "test_loss"}
+        assert set(linked) == {"test_accuracy", "test_loss", *(f"test_class_accuracy/{k}" for k in range(10))}
         assert linked["test_accuracy"].value == pytest.approx(result.metrics["test_accuracy"])
         assert linked["test_accuracy"].dataset_name == "digits"
         assert linked["test_accuracy"].dataset_digest == datasets_of(trained.run(label))["test"].digest

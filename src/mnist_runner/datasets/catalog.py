@@ -22,15 +22,40 @@ class DatasetInfo:
     # pixels (centred by mass); scikit-learn's digits fill the whole 8x8
     # field. Predict prepares image files the same way.
     digit_box: float = 20 / 28
+    # What each label means, where it is not the digit itself.
+    class_names: tuple[str, ...] = ()
+
+
+# Fashion-MNIST's labels 0-9, as its authors name them.
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
         DatasetInfo("mnist", 60_000, 10_000, (28, 28), 255, "handwritten digits"),
-        DatasetInfo("fashion_mnist", 60_000, 10_000, (28, 28), 255, "Zalando's clothing images"),
+        DatasetInfo(
+            "fashion_mnist", 60_000, 10_000, (28, 28), 255, "Zalando's clothing images", class_names=FASHION_CLASSES
+        ),
         # scikit-learn's 1,797 images, of which a fixed stratified 20% is the test set.
         DatasetInfo("digits", 1_437, 360, (8, 8), 16, "scikit-learn's 8x8 digits, offline", digit_box=1.0),
     )
 }
 DEFAULT_DATASET = "mnist"
+
+
+def class_names(name: str, num_classes: int = 10) -> list[str]:
+    """The names of a data set's classes by label: its own, else the digits."""
+    info = DATASETS.get(name)
+    return list(info.class_names) if info and info.class_names else [str(label) for label in range(num_classes)]

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_runner import signals
 from mnist_runner.config import backend, params, schema
+from mnist_runner.datasets.catalog import class_names
 from mnist_runner.datasets.loader import Dataset, load_dataset
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DATA_CACHE_DIR
@@ -35,7 +36,7 @@ from mnist_runner.pipeline.session import prepare_session
 from mnist_runner.pipeline.splits import Split, split_training_data
 from mnist_runner.pipeline.training import compile_model, fit, history_frame, predict_test_set, summarize_history
 from mnist_runner.redaction import redact_override
-from mnist_runner.tracking import links, provenance, records, store
+from mnist_runner.tracking import learning_figures, links, provenance, records, store
 from mnist_runner.tracking.epoch_logger import EpochLogger
 from mnist_runner.tracking.runs import tracked_run
 
@@ -197,14 +198,22 @@ def test_and_record(
         )
         records.log_history(history)
         tested = testing.result()
-    metrics = {**tested.metrics, **summarize_history(history), "fit_seconds": seconds}
-    card = model_card(cfg, dataset, split, metrics, model)
+    names = class_names(dataset.name, dataset.num_classes)
+    per_class = learning_figures.class_accuracy(dataset.y_test, tested.predicted, names)
+    metrics = {
+        **tested.metrics,
+        **records.class_metrics(per_class),
+        **summarize_history(history),
+        "fit_seconds": seconds,
+    }
+    card = model_card(cfg, dataset, split, metrics, model, per_class)
     # The model first, so that its test metrics and data set can be linked to it.
     model_id = records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
     records.log_model_description(records.model_summary(model), card)
     records.log_test_results(
         metrics, dataset.y_test, tested.predicted, dataset.num_classes, model_id=model_id, test_input=test_input
     )
+    records.log_learning_pictures(model, dataset, tested.predicted, tested.probabilities, names)
     return metrics
 
 

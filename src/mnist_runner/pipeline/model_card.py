@@ -5,13 +5,23 @@ used as the description of its registered versions."""
 from __future__ import annotations
 
 import keras
+import pandas as pd
 from omegaconf import DictConfig
 
 from mnist_runner.datasets.loader import Dataset
 from mnist_runner.pipeline.splits import Split
 
 
-def model_card(cfg: DictConfig, dataset: Dataset, split: Split, metrics: dict[str, float], model: keras.Model) -> str:
+def model_card(
+    cfg: DictConfig,
+    dataset: Dataset,
+    split: Split,
+    metrics: dict[str, float],
+    model: keras.Model,
+    per_class: pd.DataFrame | None = None,
+) -> str:
+    """``per_class``: ``learning_figures.class_accuracy``'s table, shown as the
+    card's last section."""
     model_cfg, trainer = cfg.model, cfg.trainer
     height, width = dataset.image_shape
     layers = " -> ".join(layer.__class__.__name__ for layer in model.layers[1:])
@@ -34,8 +44,29 @@ def model_card(cfg: DictConfig, dataset: Dataset, split: Split, metrics: dict[st
             f"overfitting gap at the end {metrics['final_overfit_gap']:+.4f} "
             "(training accuracy in inference mode minus validation accuracy).",
             "",
+            *([] if per_class is None else class_section(per_class)),
         ]
     )
+
+
+def class_section(per_class: pd.DataFrame) -> list[str]:
+    """The test accuracy of each class, with the class it was most often taken
+    for: where the model is weak, which the overall accuracy hides."""
+    table = pd.DataFrame(
+        {
+            "class": [f"{label} ({name})" if name != str(label) else name for label, name in per_class["name"].items()],
+            "test images": per_class["images"],
+            "correct": per_class["correct"],
+            "accuracy": per_class["accuracy"].map(lambda value: "-" if pd.isna(value) else f"{value:.4f}"),
+            "most often taken for": per_class["mistaken_for"].replace("", "-"),
+        }
+    )
+    return [
+        "## Test accuracy per class",
+        "",
+        table.to_markdown(index=False, colalign=("left", "right", "right", "right", "left"), disable_numparse=True),
+        "",
+    ]
 
 
 def len_epochs(metrics: dict[str, float], planned: int) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import keras
 import mlflow
@@ -18,10 +18,16 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 
 from mnist_runner.redaction import redact, redact_override
-from mnist_runner.tracking import figures, provenance, store
+from mnist_runner.tracking import figures, learning_figures, provenance, store
+
+if TYPE_CHECKING:
+    from mnist_runner.datasets.loader import Dataset
 
 log = logging.getLogger(__name__)
 DIGEST_LENGTH = 16  # MLflow keeps at most 36 characters
+# The UI's charts put metrics named ``<prefix>/...`` in a section of their own:
+# the ten per-class accuracies stay out of the way of the run's main metrics.
+CLASS_ACCURACY = "test_class_accuracy/"
 
 
 def log_config(resolved: dict[str, Any], flat_params: dict[str, Any], overrides: list[str]) -> None:
@@ -68,13 +74,57 @@ def log_test_results(
     model_id: str | None = None,
     test_input: MetaDataset | None = None,
 ) -> None:
-    """The final metrics and the confusion matrix. The test metrics are linked
-    to the logged model and the test data set, where MLflow's Models view
-    ranks models by them."""
+    """The final metrics and the confusion matrix. The test metrics (the
+    per-class ones too) are linked to the logged model and the test data
+    set, where MLflow's Models view ranks models by them."""
     test = {key: value for key, value in metrics.items() if key.startswith("test_")}
     mlflow.log_metrics(test, model_id=model_id, dataset=test_input)
     mlflow.log_metrics({key: value for key, value in metrics.items() if key not in test})
     mlflow.log_figure(figures.confusion_matrix_figure(y_true, y_pred, num_classes), "plots/confusion_matrix.png")
+
+
+def class_metrics(per_class: pd.DataFrame) -> dict[str, float]:
+    """``test_class_accuracy/<label>`` for each class with test images, from
+    ``learning_figures.class_accuracy``'s table."""
+    return {f"{CLASS_ACCURACY}{label}": float(value) for label, value in per_class["accuracy"].dropna().items()}
+
+
+def log_learning_pictures(
+    model: keras.Model,
+    dataset: Dataset,
+    y_pred: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+) -> None:
+    """``plots/misclassified.png`` from the test-set predictions the run has;
+    for a model with convolutions also ``plots/filters.png`` and
+    ``plots/feature_maps.png`` (its first convolution, on a few test images).
+
+    Drawn here, not in a thread: the drawing holds Python's interpreter lock
+    nearly all the time, so a thread would slow the logging beside it by as
+    much as it saved (measured; see docs/what-a-run-records.md).
+    """
+    # Shaped as the data set's images whatever the model does with them (a dense model flattens).
+    images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
+    wrong = learning_figures.misclassified_indices(dataset.y_test, y_pred, probabilities)
+    mlflow.log_figure(
+        learning_figures.misclassified_figure(
+            images, dataset.y_test, y_pred, probabilities, wrong, class_names, dataset.pixel_max
+        ),
+        "plots/misclassified.png",
+    )
+    conv = learning_figures.first_conv_layer(model)
+    if conv is None:
+        return
+    kernel = np.asarray(conv.kernel.numpy(), dtype=np.float32)
+    mlflow.log_figure(learning_figures.filters_figure(kernel, conv.name), "plots/filters.png")
+    chosen = learning_figures.feature_map_indices(dataset.y_test)
+    maps = learning_figures.feature_maps(model, conv, images[chosen])
+    labels = [class_names[label] for label in dataset.y_test[chosen]]
+    mlflow.log_figure(
+        learning_figures.feature_maps_figure(images[chosen], maps, labels, conv.name, dataset.pixel_max),
+        "plots/feature_maps.png",
+    )
 
 
 def dataset_inputs(name: str, checksum: str, source: str, parts: Mapping[str, str]) -> dict[str, MetaDataset]:
