@@ -11,6 +11,7 @@ of either.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -88,7 +89,16 @@ def run_experiment(
         model = build_model(
             OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape, dataset.num_classes, rescale
         )
-        compile_model(model, trainer.optimizer, trainer.learning_rate, trainer.steps_per_execution, trainer.jit_compile)
+        compile_model(
+            model,
+            trainer.optimizer,
+            trainer.learning_rate,
+            trainer.steps_per_execution,
+            trainer.jit_compile,
+            # .get: configs composed before the option existed (tests' own).
+            lr_schedule=trainer.get("lr_schedule", "constant"),
+            total_steps=trainer.epochs * math.ceil(len(split.y_train) / trainer.batch_size),
+        )
         initial_epoch = 0
 
     tags = run_tags(cfg, dataset, shown_overrides, resume, extra_tags or {})
