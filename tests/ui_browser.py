@@ -1,7 +1,8 @@
 """The MLflow UI served by ``mnist-ui``, driven in headless Chromium.
 
-Used by ``test_ui_browser.py``, and run as a script it makes the README's
-screenshot from a small real sweep:
+Used by ``test_ui_browser.py`` and ``test_sweep_link_browser.py``, and run
+as a script it makes the README's screenshot from a small real sweep, at the
+link the sweep printed:
 
     .venv/bin/python tests/ui_browser.py docs/mlflow_ui.png
 """
@@ -21,6 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 # Run as a script, this file's folder (tests/) is on sys.path, as under pytest.
 from helpers import TempStore, skip_or_fail
@@ -48,6 +50,10 @@ CHROMIUM_FLAGS = [
 SERVER_START_S = 180
 PAGE_TIMEOUT_S = 120
 URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/\S*)")
+# What the runner prints before an address in the UI: at the end of a sweep
+# (sweeps/links.py), and of a single run (pipeline/experiment.py).
+SWEEP_LINK_LINE = "the sweep's runs side by side in the MLflow UI"
+RUN_LINK_LINE = "open it:"
 
 
 def missing_browser() -> str | None:
@@ -76,9 +82,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def train(store: TempStore, *overrides: str, multirun: bool = False) -> None:
+def train(store: TempStore, *overrides: str, multirun: bool = False) -> str:
     """Real runs of ``python run.py`` into ``store`` (its own SQLite file,
-    artifacts, Hydra and checkpoint dirs)."""
+    artifacts, Hydra and checkpoint dirs); returns what they printed."""
     command = [
         sys.executable,
         str(PROJECT_ROOT / "run.py"),
@@ -90,6 +96,18 @@ def train(store: TempStore, *overrides: str, multirun: bool = False) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store.root, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    return done.stdout + done.stderr
+
+
+def printed_link(printed: str, base: str, after: str = SWEEP_LINK_LINE) -> str:
+    """The address printed after ``after`` (by default: a sweep's runs side by
+    side), on the UI at ``base``: the runner names ``make ui``'s port, the
+    tests serve on a free one."""
+    parts = printed.split(after, 1)
+    found = URL_LINE.search(parts[-1]) if len(parts) == 2 else None
+    if found is None:
+        raise RuntimeError(f"no link after {after!r} in:\n{printed[-3000:]}")
+    return base + "#" + found.group(1).partition("#")[2]
 
 
 @contextlib.contextmanager
@@ -210,6 +228,70 @@ def listed_runs(driver, run_names: list[str]) -> bool:
     return False
 
 
+def shown_run_names(driver) -> set[str]:
+    """The run names the runs table shows as it is, nothing expanded."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return {cell.text for cell in driver.find_elements(By.CSS_SELECTOR, ".ag-row a")}
+    except StaleElementReferenceException:  # re-rendered meanwhile
+        return set()
+
+
+def chart_titles(driver) -> list[str]:
+    """The titles of the chart cards, in page order."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        cards = driver.find_elements(By.CSS_SELECTOR, "[data-testid=experiment-view-compare-runs-card] h4")
+        return [title.text for title in cards]
+    except StaleElementReferenceException:
+        return []
+
+
+def chart_section(driver, name: str):
+    """The header of the chart section ``name`` (``Model metrics``), or False."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    headers = "[data-testid=experiment-view-compare-runs-section-header]"
+    try:
+        for header in driver.find_elements(By.CSS_SELECTOR, headers):
+            if header.text.startswith(name):
+                return header
+    except StaleElementReferenceException:
+        pass
+    return False
+
+
+def sweep_view(driver, run_names: list[str], chart: str = "overfit_gap"):
+    """The first chart card once the page, as it opened (no click, nothing
+    typed), lists every run of ``run_names`` and its first chart is ``chart``
+    with their lines drawn; else False."""
+    if not set(run_names) <= shown_run_names(driver):
+        return False
+    titles = chart_titles(driver)
+    return drawn_chart(driver, chart, run_names) if titles[:1] == [chart] else False
+
+
+def wait_for_sweep_view(driver, run_names: list[str], chart: str = "overfit_gap", timeout: float = PAGE_TIMEOUT_S):
+    """``sweep_view``'s card once it is there; fails saying what the page
+    showed instead (the runs listed, the charts' titles)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(lambda page: sweep_view(page, run_names, chart))
+    except TimeoutException:
+        raise AssertionError(
+            f"after {timeout:.0f} s the page lists the runs {sorted(shown_run_names(driver))} (expected "
+            f"{sorted(run_names)}) and shows the charts {chart_titles(driver)[:6]} (expected {chart!r} first, "
+            "its lines drawn)"
+        ) from None
+
+
 def drawn_chart(driver, chart: str, run_names: list[str]):
     """The chart card titled ``chart`` once it has a plotted line and names every run."""
     from selenium.common.exceptions import StaleElementReferenceException
@@ -245,7 +327,7 @@ def screenshot(driver, path: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     """A small sweep (dropout 0, 0.3, 0.6 on the digits) in a temporary store,
-    then the screenshot of its runs page."""
+    then the screenshot of the page at the link it printed."""
     if len(argv) != 1:
         print("usage: python tests/ui_browser.py OUT.png", file=sys.stderr)
         return 2
@@ -256,7 +338,7 @@ def main(argv: list[str]) -> int:
     dropouts = ["0.0", "0.3", "0.6"]
     with tempfile.TemporaryDirectory(prefix="ui-screenshot-") as tmp:
         store = TempStore(Path(tmp))
-        train(
+        printed = train(
             store,
             "data=digits",
             "trainer.epochs=10",
@@ -266,11 +348,14 @@ def main(argv: list[str]) -> int:
             multirun=True,
         )
         with ui_server(store.uri, store.root / "ui.log", experiment="digits") as url, chromium(README_WINDOW) as driver:
-            # The gap's charts: how much each run overfits, per epoch and at the end.
-            show_runs(driver, url, [f"dropout-{d}" for d in dropouts], chart="overfit_gap", chart_search="gap")
-            time.sleep(1)  # let the last chart finish its transition
+            link = printed_link(printed, f"http://127.0.0.1:{urlsplit(url).port}/")
+            driver.get(link)
+            wait_for_sweep_view(driver, [f"dropout-{dropout}" for dropout in dropouts])
+            # The UI opens its chat panel by itself on a browser's first visit only; closed, it stays closed.
+            close_assistant(driver)
+            time.sleep(1)  # let the charts finish their transition into the wider page
             screenshot(driver, out)
-    print(f"{out} ({out.stat().st_size // 1024} KB) from {url}")
+    print(f"{out} ({out.stat().st_size // 1024} KB) from {link}")
     return 0
 
 

@@ -64,8 +64,10 @@ def build_report(
     hint = None
     if parent_run_id is not None:
         uri = client.tracking_uri
-        markdown += "\n\n" + links.report_links(uri, experiment_id, parent_run_id, list(table["run_id"]))
-        hint = links.sweep_hint(uri, experiment_id, parent_run_id, client.get_run(parent_run_id).info.run_name)
+        saved = save_sweep_view(client, experiment_id, parent_run_id, len(table))
+        markdown += "\n\n" + links.report_links(uri, experiment_id, parent_run_id, list(table["run_id"]), saved)
+        parent_name = client.get_run(parent_run_id).info.run_name
+        hint = links.sweep_hint(uri, experiment_id, parent_run_id, parent_name, saved)
     (out_dir / "gap_report.md").write_text(markdown + "\n")
     for name, figure in gap_figures.figures(table, gaps, summary).items():
         figure.savefig(out_dir / f"{name}.png", dpi=100)
@@ -82,6 +84,22 @@ def build_report(
     if hint:
         log.info("%s", hint)
     return table
+
+
+def save_sweep_view(client, experiment_id: str, parent_run_id: str, runs: int) -> bool:
+    """Store the view of the sweep's ``runs`` child runs in the experiment,
+    where the link printed at the sweep's end opens it. False, with a
+    warning, where the store refuses: the link then searches for the runs
+    instead."""
+    from mlflow.exceptions import MlflowException
+
+    tag = links.sweep_view_tag(parent_run_id)
+    try:
+        client.set_experiment_tag(experiment_id, tag, links.sweep_view_value(parent_run_id, runs))
+    except MlflowException as error:
+        log.warning("could not save the sweep's view in the MLflow UI (experiment tag %s): %s", tag, error)
+        return False
+    return True
 
 
 def run_counts(table: pd.DataFrame) -> str:

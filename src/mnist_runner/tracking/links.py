@@ -9,6 +9,7 @@ from mnist_runner.tracking.store import is_server
 UI_HOST = "127.0.0.1"
 UI_PORT = 5000  # `make ui`'s default port
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+RUN_CHARTS_TAB = "model-metrics"  # the run page's tab of per-epoch charts
 
 
 def base_url(port: int = UI_PORT, host: str = UI_HOST) -> str:
@@ -26,9 +27,16 @@ def chart_url(experiment_id: str, port: int = UI_PORT, host: str = UI_HOST) -> s
     return f"{base_url(port, host)}#/experiments/{experiment_id}/runs?compareRunsMode=CHART&{MODEL_TRAINING_VIEW}"
 
 
+def run_charts_page(experiment_id: str, run_id: str) -> str:
+    """The run's page on its "Model metrics" tab: a chart per metric over
+    epochs. Without the tab, the page opens on the run's overview (params,
+    final values), the charts a click away."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}/{RUN_CHARTS_TAB}?{MODEL_TRAINING_VIEW}"
+
+
 def ui_hint(uri: str, experiment_id: str, run_id: str) -> str:
-    """How to open this run in the MLflow UI."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+    """How to open this run's charts in the MLflow UI."""
+    page = run_charts_page(experiment_id, run_id)
     if is_server(uri):
         return f"{redact(uri).rstrip('/')}/{page}"
     command = "make ui" if uri == DEFAULT_TRACKING_URI else f"mnist-ui --uri {redact(uri)}"
