@@ -73,7 +73,9 @@ def test_report_of_two_configurations_times_three_seeds(sweep, tmp_path, caplog)
 
     logged = caplog.text
     table_lines = logged.split("largest mean final gap first):\n", 1)[1].split("\nper run,", 1)[0].splitlines()
-    assert len(table_lines) == 2 + 2 and max(map(len, table_lines)) <= 100
+    # headers, rule, the 2 configurations and the line on the method
+    assert len(table_lines) == 2 + 2 + 1 and max(map(len, table_lines)) <= 100
+    assert table_lines[-1] == "vs smallest: Welch's t-test, p Holm-adjusted over 1 comparison"
     assert "dense" in table_lines[2] and "0.0220 ± 0.0050" in table_lines[2] and "yes (p=0.004)" in table_lines[2]
     # The end of the sweep says where to see its runs side by side, and which run holds the report.
     assert "the report is logged to the parent run sweep-20260101-000000-abcdef" in logged
