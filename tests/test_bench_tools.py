@@ -126,34 +126,40 @@ def test_page_states_runs_busy_items_and_the_results_file(tmp_path, busy):
     assert "| 3 pairs |" in table and "| 3 runs |" in table  # n counts runs, not epochs
     assert ("**busy**" in table) == busy
     assert ("No item was busy." in page) != busy
-    assert "fast_convnet's choice, on validation data" in page and "Not checked yet" in page
+    assert "fast_convnet's choice, on validation data" in page and "Not chosen yet" in page
 
 
-def test_page_quotes_the_validation_selection(tmp_path):
+def test_page_quotes_the_validation_selection_and_the_score(tmp_path):
     results_path = tmp_path / "results.json"
     results_path.write_text(json.dumps(synthetic_results(False)))
-    candidate = {
-        "name": "fast_convnet",
-        "overrides": [],
-        "reached": 3,
-        "median_seconds": 25.0,
-        "epochs_to_target": [3, 3, 4],
-        "rank": 1,
-    }
+    runs = {"1": {"val_accuracy": 0.9912}, "2": {"val_accuracy": 0.9901}, "3": {"val_accuracy": 0.9925}}
+    candidate = {"name": "small", "overrides": [], "reached": 3, "min_val_accuracy": 0.9901, "median_seconds": 16.5}
     selection = {
         "command": "python bench/select_fast_convnet.py",
         "started": "2026-01-01 00:00 UTC",
         "target": 0.99,
         "validation_split": 0.1,
         "seeds": [1, 2, 3],
-        "max_epochs": 10,
-        "candidates": [candidate],
-        "verdict": "The validation data supports the preset: fast_convnet ranks first.",
+        "candidates": [{**candidate, "runs": runs, "rank": 1}],
+        "verdict": "Chosen: small.",
         "busy": False,
     }
     (tmp_path / report.SELECTION).write_text(json.dumps(selection))
     report.publish(json.loads(results_path.read_text()), results_path)
     page = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "**validation** accuracy" in page
-    assert "| 1 | fast_convnet | `(none)` | 3 of 3 | 25.0 | 3, 3, 4 |" in page
-    assert "supports the preset" in page
+    assert "**validation** accuracy" in page and "test set is not looked at" in page
+    assert "| 1 | small | 3 of 3 | 0.9901 | 16.5 | 0.9912, 0.9901, 0.9925 |" in page
+    assert "Chosen: small." in page and "Scored once" not in page
+    score = {
+        "command": "python bench/select_fast_convnet.py --score",
+        "started": "2026-01-01 01:00 UTC",
+        "preset": {"42": {"test_accuracy": 0.9911, "process_seconds": 17.2}},
+        "keras_io_to_99": {"42": {"seconds_to_target": 70.5}},
+    }
+    (tmp_path / report.SCORE).write_text(json.dumps(score))
+    report.publish(json.loads(results_path.read_text()), results_path)
+    page = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "seed 42: 99.11% in 17.2 s" in page and "99% test accuracy: 70.5 s" in page
+    # The benchmark's own figure 3 predates the choice here: the page says so.
+    started = json.loads(results_path.read_text()).get("started", "")
+    assert ("measured the preset as it was then" in page) == (started < score["started"])

@@ -20,9 +20,7 @@ def signed(value: float) -> str:
 
 @pytest.fixture(scope="module")
 def results():
-    return {
-        name: pd.read_csv(RESULTS / f"gap_{name}.csv") for name in ("summary", "effects", "effect_pairs", "report")
-    }
+    return {name: pd.read_csv(RESULTS / f"gap_{name}.csv") for name in ("summary", "effects", "effect_pairs", "report")}
 
 
 def test_every_picture_of_the_measured_sweep_has_its_tables_beside_it():
