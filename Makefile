@@ -87,7 +87,7 @@ bench: ## The benchmark suite on an idle machine: runner overhead, bfloat16, tim
 bench-options: ## Seconds per epoch under each execution option: XLA, tf.data, batching, threads (bench/results/)
 	$(BIN)/python bench/execution_options.py $(ARGS)
 
-bench-select: ## fast_convnet's choice made again on validation accuracy, 6 candidates x 3 seeds: bench/results/fast_convnet_selection.json
+bench-select: ## fast_convnet's choice made again on validation accuracy, 8 candidates x 3 seeds: bench/results/fast_convnet_selection.json
 	$(BIN)/python bench/select_fast_convnet.py $(ARGS)
 
 bench-backends: ## TensorFlow, JAX, PyTorch side by side, and the runner against plain Keras (bench/results/)

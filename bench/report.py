@@ -66,7 +66,7 @@ of 32) and float32 arrays divided by 255.
    checkpoint file exists when it stops); what comes after training (the test
    set's prediction, the logged model) is not, on either side. Sides:
 {arms}
-   keras-io's recipe stops at its 15 epochs and fast_convnet at its 6 if the
+   keras-io's recipe stops at its 15 epochs and fast_convnet at its 2 if the
    accuracy is not reached; the ratios pair runs of the same seed. C / B is
    the recipe's effect, B / A the execution options', D / C the runner's
    recording, D / A all together.

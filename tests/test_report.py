@@ -212,6 +212,10 @@ def test_a_one_seed_configuration_is_not_the_reference_and_the_report_says_so():
     note = "reference: cnn; lucky had a smaller mean final gap from a single finished run"
     assert note in rendering.terminal_table(summary.reset_index())
     assert note[1:] in rendering.report_markdown(summary.reset_index(), table)
+    # The figure marks cnn's bar as the reference: it is not the lowest one.
+    figure = gap_figures.final_gap_figure(table, summary.reset_index())
+    marks = [text.get_text() for text in figure.axes[0].texts]
+    assert any(mark.endswith("  reference") for mark in marks) and not any("  smallest" in m for m in marks)
 
 
 def test_effects_with_one_seed_cannot_tell():

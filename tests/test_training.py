@@ -12,6 +12,7 @@ from mnist_runner.pipeline.training import (
     evaluate_test_set,
     fit,
     learning_rate_schedule,
+    stretch_schedule,
     summarize_history,
 )
 
@@ -213,6 +214,26 @@ def test_the_schedule_is_the_optimizers_and_moves_with_its_steps():
     model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # all 8 steps
     assert int(model.optimizer.iterations) == 8
     assert float(model.optimizer.learning_rate) == pytest.approx(0.0001, rel=1e-3)
+
+
+def test_a_resumed_schedule_survives_the_checkpoint_and_stretches_to_more_epochs(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    compile_model(model, "adam", 0.01, lr_schedule="warmup_cosine", total_steps=8)
+    x, y = np.zeros((16, 2), "float32"), keras.utils.to_categorical(np.zeros(16), 2)
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 8 steps: the schedule's end
+    model.save(tmp_path / "checkpoint.keras")
+    resumed = keras.models.load_model(tmp_path / "checkpoint.keras")
+    assert int(resumed.optimizer.iterations) == 8
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.0001, rel=1e-3)  # kept as compiled
+    # Resumed with twice the epochs: the schedule now ends at step 16, and step 8
+    # is where the new one is at that step, not its end.
+    stretch_schedule(resumed, "warmup_cosine", 0.01, 16)
+    expected = float(learning_rate_schedule("warmup_cosine", 0.01, 16)(8))
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(expected) and expected > 0.001
+    resumed.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.0001, rel=1e-3)
+    stretch_schedule(resumed, "constant", 0.01, 32)  # nothing to stretch
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.0001, rel=1e-3)
 
 
 def test_unknown_optimizer_is_named():

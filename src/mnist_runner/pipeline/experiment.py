@@ -35,7 +35,14 @@ from mnist_runner.pipeline.preprocess import fit_preprocessing
 from mnist_runner.pipeline.resume import Resume, checkpoint_folder
 from mnist_runner.pipeline.session import prepare_session
 from mnist_runner.pipeline.splits import Split, split_training_data
-from mnist_runner.pipeline.training import compile_model, fit, history_frame, predict_test_set, summarize_history
+from mnist_runner.pipeline.training import (
+    compile_model,
+    fit,
+    history_frame,
+    predict_test_set,
+    stretch_schedule,
+    summarize_history,
+)
 from mnist_runner.redaction import redact_override
 from mnist_runner.tracking import learning_figures, links, provenance, records, store
 from mnist_runner.tracking.epoch_logger import EpochLogger
@@ -83,8 +90,12 @@ def run_experiment(
     dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
     split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
     rescale = fit_preprocessing(cfg.preprocess.name, split.x_train, dataset.pixel_max)
+    # .get: configs composed before the option existed (tests' own).
+    lr_schedule = trainer.get("lr_schedule", "constant")
+    total_steps = trainer.epochs * math.ceil(len(split.y_train) / trainer.batch_size)
     if resume and resume.checkpoint:
         model, initial_epoch = resume.load_model(), resume.epochs_done
+        stretch_schedule(model, lr_schedule, trainer.learning_rate, total_steps)
     else:
         model = build_model(
             OmegaConf.to_container(cfg.model, resolve=True), dataset.image_shape, dataset.num_classes, rescale
@@ -95,9 +106,8 @@ def run_experiment(
             trainer.learning_rate,
             trainer.steps_per_execution,
             trainer.jit_compile,
-            # .get: configs composed before the option existed (tests' own).
-            lr_schedule=trainer.get("lr_schedule", "constant"),
-            total_steps=trainer.epochs * math.ceil(len(split.y_train) / trainer.batch_size),
+            lr_schedule=lr_schedule,
+            total_steps=total_steps,
         )
         initial_epoch = 0
 

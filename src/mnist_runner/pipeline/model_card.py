@@ -37,7 +37,8 @@ def model_card(
             f"- **Data**: {dataset.name} from {dataset.source} (SHA-256 {dataset.checksum[:16]}...): "
             f"{len(split.y_train):,} training images ({subset}, {1 - trainer.validation_split:.0%} of them), "
             f"{len(split.y_val):,} for validation, {len(dataset.y_test):,} for the test.",
-            f"- **Training**: {trainer.optimizer}, learning rate {trainer.learning_rate}, batch {trainer.batch_size}, "
+            f"- **Training**: {trainer.optimizer}, learning rate {trainer.learning_rate}{schedule_text(trainer)}, "
+            f"batch {trainer.batch_size}, "
             f"{len_epochs(metrics, trainer.epochs)} epochs, seed {trainer.seed}.",
             f"- **Results**: test accuracy {metrics['test_accuracy']:.4f} (test loss {metrics['test_loss']:.4f}); "
             f"best validation accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']}; "
@@ -73,3 +74,9 @@ def len_epochs(metrics: dict[str, float], planned: int) -> str:
     """The epochs trained: fewer than planned when early stopping ended the run."""
     done = int(metrics.get("epochs_trained", planned))
     return f"{done}" if done == planned else f"{done} of {planned}"
+
+
+def schedule_text(trainer) -> str:
+    """`` (warmup_cosine schedule)`` unless the learning rate was constant."""
+    schedule = trainer.get("lr_schedule", "constant")
+    return "" if schedule == "constant" else f" ({schedule} schedule)"

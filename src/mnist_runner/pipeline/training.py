@@ -63,7 +63,8 @@ def learning_rate_schedule(name: str, peak: float, total_steps: int | None):
     ``warmup_cosine`` Keras' ``CosineDecay`` with a linear warm-up from a tenth
     of ``peak`` to ``peak`` over the first quarter of ``total_steps``, then a
     cosine down to a hundredth of it at the last step. It is part of the
-    optimizer, so a checkpoint keeps it and a resumed run goes on where it was."""
+    optimizer, so a checkpoint keeps it; a resume with other epochs stretches
+    it (``stretch_schedule``)."""
     if name == "constant":
         return peak
     if name != "warmup_cosine":
@@ -78,6 +79,16 @@ def learning_rate_schedule(name: str, peak: float, total_steps: int | None):
         warmup_target=peak,
         warmup_steps=warmup,
     )
+
+
+def stretch_schedule(model: keras.Model, lr_schedule: str, learning_rate: float, total_steps: int) -> None:
+    """A resumed model's learning-rate schedule made to end at ``total_steps``:
+    a checkpoint keeps the schedule it was compiled with, which a resume with
+    more (or fewer) epochs would otherwise follow past its end (at a hundredth
+    of the rate) or stop short of. The optimizer's step count goes on, so the
+    schedule continues from the step the run reached."""
+    if lr_schedule != "constant":
+        model.optimizer.learning_rate = learning_rate_schedule(lr_schedule, learning_rate, total_steps)
 
 
 def effective_steps_per_execution(requested: int) -> int:

@@ -23,7 +23,7 @@ METHODS = (
     f"the configuration with the smallest mean final gap among those with at least {stats.MIN_REFERENCE_RUNS} "
     f"finished runs; its p-values are adjusted for the number of comparisons by {HOLM}. "
     f"**yes** when the adjusted p < {stats.ALPHA} (a difference beyond seed noise), **no** when it is within "
-    "noise, *cannot tell* with fewer than 2 runs on a side (not counted among the comparisons)."
+    "noise, *cannot tell* with fewer than 2 runs on a side or no spread on either (not counted among the comparisons)."
 )
 EFFECTS_METHOD = (
     "Each row compares the configurations that differ only in one setting: *final gap change* is the mean, over "

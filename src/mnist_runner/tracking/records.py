@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DIGEST_LENGTH = 16  # MLflow keeps at most 36 characters
-# The UI's charts put metrics named ``<prefix>/...`` in a section of their own:
-# the ten per-class accuracies stay out of the way of the run's main metrics.
+# The UI's charts put metrics named ``<prefix>/...`` in a section of their own,
+# so the ten per-class accuracies do not mix with the run's other metrics (on a
+# run's page that section comes first, above the per-epoch charts).
 CLASS_ACCURACY = "test_class_accuracy/"
 
 
