@@ -47,7 +47,7 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
-from mnist_runner.machine import cpu_model
+from mnist_runner.tracking.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

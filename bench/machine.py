@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from mnist_runner.machine import cpuinfo
+from mnist_runner.tracking.machine import cpuinfo
 
 # Other processes using more than this share of all cores make a measurement "busy".
 BUSY_SHARE = 0.10

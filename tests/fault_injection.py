@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, when run as a script
 from helpers import TempStore  # noqa: E402
 
-from mnist_runner.machine import cpu_model  # noqa: E402
+from mnist_runner.tracking.machine import cpu_model  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}

@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from mnist_runner import machine
+from mnist_runner.tracking import machine
 
 X86 = """\
 processor\t: 0

@@ -190,4 +190,4 @@ def test_three_configurations_times_three_seeds_report_holm_verdicts_on_the_pare
     assert len(table) == 6 and max(map(len, table)) <= 100, table
     assert table[-1] == "vs smallest: Welch's t-test, p Holm-adjusted over 2 comparisons"
     assert f"the report is logged to the parent run {parent.info.run_name} ({parent.info.run_id})" in output
-    assert f"tags.mlflow.parentRunId%20%3D%20%27{parent.info.run_id}%27" in output
+    assert f"viewStateShareKey=sweep-{parent.info.run_id}" in output  # the saved view of its runs

@@ -233,7 +233,15 @@ def test_and_record(
     records.log_test_results(
         metrics, dataset.y_test, tested.predicted, dataset.num_classes, model_id=model_id, test_input=test_input
     )
-    records.log_learning_pictures(model, dataset, tested.predicted, tested.probabilities, names)
+    records.log_learning_pictures(
+        model,
+        (dataset.x_test, dataset.y_test),
+        dataset.image_shape,
+        dataset.pixel_max,
+        tested.predicted,
+        tested.probabilities,
+        names,
+    )
     return metrics
 
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from mnist_runner.machine import cpu_model
 from mnist_runner.paths import PROJECT_ROOT
+from mnist_runner.tracking.machine import cpu_model
 
 # The packages whose versions every run records, and those of each backend.
 COMMON_PACKAGES = ("keras", "mlflow", "hydra-core", "numpy")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import mlflow
@@ -19,9 +19,6 @@ from mlflow.models import infer_signature
 
 from mnist_runner.redaction import redact, redact_override
 from mnist_runner.tracking import figures, learning_figures, provenance, store
-
-if TYPE_CHECKING:
-    from mnist_runner.datasets.loader import Dataset
 
 log = logging.getLogger(__name__)
 DIGEST_LENGTH = 16  # MLflow keeps at most 36 characters
@@ -92,7 +89,9 @@ def class_metrics(per_class: pd.DataFrame) -> dict[str, float]:
 
 def log_learning_pictures(
     model: keras.Model,
-    dataset: Dataset,
+    test: tuple[np.ndarray, np.ndarray],
+    image_shape: Sequence[int],
+    pixel_max: int,
     y_pred: np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
@@ -100,18 +99,19 @@ def log_learning_pictures(
     """``plots/misclassified.png`` from the test-set predictions the run has;
     for a model with convolutions also ``plots/filters.png`` and
     ``plots/feature_maps.png`` (its first convolution, on a few test images).
+    ``test`` is the test images and labels, ``image_shape`` and ``pixel_max``
+    the data set's (plain values: tracking does not depend on ``datasets``).
 
     Drawn here, not in a thread: the drawing holds Python's interpreter lock
     nearly all the time, so a thread would slow the logging beside it by as
     much as it saved (measured; see docs/what-a-run-records.md).
     """
     # Shaped as the data set's images whatever the model does with them (a dense model flattens).
-    images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
-    wrong = learning_figures.misclassified_indices(dataset.y_test, y_pred, probabilities)
+    x_test, y_test = test
+    images = np.reshape(x_test, (-1, *image_shape))
+    wrong = learning_figures.misclassified_indices(y_test, y_pred, probabilities)
     mlflow.log_figure(
-        learning_figures.misclassified_figure(
-            images, dataset.y_test, y_pred, probabilities, wrong, class_names, dataset.pixel_max
-        ),
+        learning_figures.misclassified_figure(images, y_test, y_pred, probabilities, wrong, class_names, pixel_max),
         "plots/misclassified.png",
     )
     conv = learning_figures.first_conv_layer(model)
@@ -119,11 +119,11 @@ def log_learning_pictures(
         return
     kernel = np.asarray(conv.kernel.numpy(), dtype=np.float32)
     mlflow.log_figure(learning_figures.filters_figure(kernel, conv.name), "plots/filters.png")
-    chosen = learning_figures.feature_map_indices(dataset.y_test)
+    chosen = learning_figures.feature_map_indices(y_test)
     maps = learning_figures.feature_maps(model, conv, images[chosen])
-    labels = [class_names[label] for label in dataset.y_test[chosen]]
+    labels = [class_names[label] for label in y_test[chosen]]
     mlflow.log_figure(
-        learning_figures.feature_maps_figure(images[chosen], maps, labels, conv.name, dataset.pixel_max),
+        learning_figures.feature_maps_figure(images[chosen], maps, labels, conv.name, pixel_max),
         "plots/feature_maps.png",
     )
 
