@@ -68,10 +68,10 @@ test-fast: ## The tests not marked slow, which neither train nor start processes
 	$(BIN)/python -m pytest -m "not slow"
 
 faults: ## Fault injection for the record: 20 runs SIGKILLed then resumed, 10 rounds of processes on a new store, 200 forced reaper races (docs/reliability.json)
-	$(BIN)/python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
+	$(BIN)/python tests/helpers/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
 
 faults-sweeps: ## 20 parallel 4-job sweeps on a new store beside 2 CPU-bound processes: no job lost (docs/reliability_sweeps.json)
-	$(BIN)/python tests/fault_injection.py --trials 0 --rounds 0 --races 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
+	$(BIN)/python tests/helpers/fault_injection.py --trials 0 --rounds 0 --races 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
 
 lint: ## Lint and format check (ruff, configured in pyproject.toml)
 	$(BIN)/ruff check .
@@ -115,7 +115,7 @@ ui: ## The MLflow UI on the project's store; prints the address of the runs' per
 	$(BIN)/python -m mnist_runner.services.ui --port $(PORT) $(ARGS)
 
 ui-screenshot: ## Regenerate docs/mlflow_ui.png (a 3-run digits sweep shown in headless Chromium)
-	$(BIN)/python tests/ui_browser.py docs/mlflow_ui.png
+	$(BIN)/python tests/helpers/ui_browser.py docs/mlflow_ui.png
 
 DASHBOARD_PORT ?= 8080
 dashboard: ## optuna-dashboard on the search studies (runs/optuna.db) at http://127.0.0.1:8080 (DASHBOARD_PORT=...)

@@ -1,7 +1,7 @@
 """Config-driven image-classification experiments with Keras, Hydra and MLflow.
 
 The package's folders are its layers; each imports only from the ones listed
-before it (``tests/test_layers.py`` checks):
+before it (``tests/project/test_layers.py`` checks):
 
 - ``errors``, ``signals``, ``redaction``, ``paths``: what every layer shares.
 - ``datasets``: what each data set is, where its files come from, loading.

@@ -12,10 +12,10 @@ import threading
 
 import mlflow
 import pytest
+from helpers.store_copies import open_store
 from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.exc import OperationalError
-from store_copies import open_store
 
 from mnist_runner.errors import EXIT_FAILED, RunFailed, RunPruned
 from mnist_runner.signals import Interrupted, JobCancelled

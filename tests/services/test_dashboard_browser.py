@@ -1,10 +1,9 @@
 """``make dashboard`` in a real browser: the dashboard served on a study
 database, its study page opened in headless Chromium through selenium."""
 
-import dashboard_browser
 import optuna
 import pytest
-import ui_browser
+from helpers import dashboard_browser, ui_browser
 from PIL import Image
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,7 @@ import os
 from urllib.parse import urlsplit
 
 import pytest
-import ui_browser
-from helpers import TempStore
+from helpers import TempStore, ui_browser
 
 from mnist_runner import redaction
 from mnist_runner.sweeps import links, parent

@@ -14,8 +14,8 @@ import shutil
 import numpy as np
 import pytest
 from helpers import TempStore
+from helpers.store_copies import keep_tracking_uri, store_template
 from PIL import Image
-from store_copies import keep_tracking_uri, store_template
 
 from mnist_runner.datasets.catalog import class_names
 from mnist_runner.tracking import learning_figures, records

@@ -4,7 +4,7 @@ Used by ``test_ui_browser.py`` and ``test_sweep_link_browser.py``, and run
 as a script it makes the README's screenshot from a small real sweep, at the
 link the sweep printed:
 
-    .venv/bin/python tests/ui_browser.py docs/mlflow_ui.png
+    .venv/bin/python tests/helpers/ui_browser.py docs/mlflow_ui.png
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-# Run as a script, this file's folder (tests/) is on sys.path, as under pytest.
-from helpers import TempStore, skip_or_fail
-
-from mnist_runner.paths import PROJECT_ROOT
+if __package__ in (None, ""):  # run as a script (a make target): tests/ holds the helpers package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import TempStore, skip_or_fail  # noqa: E402
+from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 
 # Debian's packages (`make install-e2e`); selenium then needs no driver download.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -329,7 +329,7 @@ def main(argv: list[str]) -> int:
     """A small sweep (dropout 0, 0.3, 0.6 on the digits) in a temporary store,
     then the screenshot of the page at the link it printed."""
     if len(argv) != 1:
-        print("usage: python tests/ui_browser.py OUT.png", file=sys.stderr)
+        print("usage: python tests/helpers/ui_browser.py OUT.png", file=sys.stderr)
         return 2
     if reason := missing_browser():
         print(f"cannot drive the browser: {reason} (make install-e2e)", file=sys.stderr)

@@ -82,7 +82,7 @@ def test_user_tags_are_set_with_plus_plus_or_one_plus_per_key(compose_cfg, overr
 
 @pytest.mark.parametrize("override", ["tracking.tags={team: vision}", "tracking.tags.team=vision"])
 def test_plain_tags_override_is_refused_by_struct_mode(compose_cfg, override):
-    # run.py then adds the hint (tests/test_interrupt_and_quiet.py checks it).
+    # run.py then adds the hint (tests/cli/test_interrupt_and_quiet.py checks it).
     with pytest.raises((HydraException, OmegaConfBaseException)):
         compose_cfg(override)
 

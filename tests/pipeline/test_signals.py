@@ -4,8 +4,8 @@ run ends KILLED even where Python dropped the handler's exception or
 TensorFlow turned it into another error.
 
 All three were seen with real signals (signals.py says how); the tests call
-the handlers in exactly those places. tests/test_faults.py and
-tests/test_slurm.py send real signals to real runs.
+the handlers in exactly those places. tests/reliability/test_faults.py and
+tests/services/test_slurm.py send real signals to real runs.
 """
 
 import signal

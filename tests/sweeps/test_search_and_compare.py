@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 from helpers import REPORT_FILES, TempStore
-from store_copies import keep_tracking_uri
+from helpers.store_copies import keep_tracking_uri
 
 from mnist_runner.paths import PROJECT_ROOT, RUNS_DIR
 

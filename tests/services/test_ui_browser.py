@@ -5,8 +5,7 @@ address `mnist-ui` prints and at the one the run printed."""
 from urllib.parse import urlsplit
 
 import pytest
-import ui_browser
-from helpers import TempStore
+from helpers import TempStore, ui_browser
 from mlflow import MlflowClient
 from PIL import Image
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-import ui_browser
-from helpers import TempStore
+from helpers import TempStore, ui_browser
 from test_tracking_server import free_ports, require_postgres
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp

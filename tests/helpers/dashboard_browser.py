@@ -4,7 +4,7 @@
 Used by ``test_dashboard_browser.py``, and run as a script it makes the
 documentation's screenshot from a small real search:
 
-    .venv/bin/python tests/dashboard_browser.py docs/optuna_dashboard.png
+    .venv/bin/python tests/helpers/dashboard_browser.py docs/optuna_dashboard.png
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-# Run as a script, this file's folder (tests/) is on sys.path, as under pytest.
-import ui_browser
-from helpers import TempStore
-
-from mnist_runner.paths import PROJECT_ROOT
+if __package__ in (None, ""):  # run as a script (a make target): tests/ holds the helpers package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import TempStore, ui_browser  # noqa: E402
+from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 
 SERVER_START_S = 60
 STUDY_LINE = re.compile(r"study '(?P<name>[^']+)' \((?P<trials>\d+) trials\): (?P<url>http://127\.0\.0\.1:\d+/\S+)")
@@ -78,7 +77,7 @@ def main(argv: list[str]) -> int:
     """A 12-trial search of the dense network on the digits in a temporary
     store, then the screenshot of its study page."""
     if len(argv) != 1:
-        print("usage: python tests/dashboard_browser.py OUT.png", file=sys.stderr)
+        print("usage: python tests/helpers/dashboard_browser.py OUT.png", file=sys.stderr)
         return 2
     if reason := ui_browser.missing_browser():
         print(f"cannot drive the browser: {reason} (make install-e2e)", file=sys.stderr)

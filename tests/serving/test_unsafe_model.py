@@ -5,7 +5,7 @@ loaded with Keras' safe_mode"); its code never runs."""
 from __future__ import annotations
 
 import pytest
-from store_copies import open_store
+from helpers.store_copies import open_store
 
 # Builds, saves and loads a Keras model through MLflow.
 pytestmark = pytest.mark.slow

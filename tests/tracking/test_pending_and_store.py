@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.store_copies import open_store, store_template
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import OperationalError
-from store_copies import open_store, store_template
 
 from mnist_runner.tracking import liveness, pending, store
 from mnist_runner.tracking.store import TrackingError
@@ -240,7 +240,7 @@ def test_an_unknown_store_problem_is_its_first_line():
 
 
 def test_a_file_that_is_not_a_database_is_refused_and_kept(tmp_path, monkeypatch):
-    from store_copies import keep_tracking_uri
+    from helpers.store_copies import keep_tracking_uri
 
     keep_tracking_uri(monkeypatch)
     path = tmp_path / "mlflow.db"

@@ -12,7 +12,7 @@ import time
 
 import psutil
 import pytest
-from store_copies import open_store
+from helpers.store_copies import open_store
 
 from mnist_runner.tracking import liveness, run_state, store
 from mnist_runner.tracking.liveness import (

@@ -19,8 +19,8 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 from helpers import TempStore
+from helpers.store_copies import keep_tracking_uri, store_template
 from PIL import Image
-from store_copies import keep_tracking_uri, store_template
 
 from mnist_runner.paths import PROJECT_ROOT
 
@@ -208,7 +208,7 @@ def test_predict_py_reads_an_8x8_digits_image_with_a_digits_model(digits_run, tm
 def test_digits_images_saved_as_files_get_the_predictions_of_the_arrays(digits_run, tmp_path):
     """The 360 digits test images as PNG files: the model's predictions on the
     prepared files agree with its predictions on the arrays, as they do for
-    MNIST (tests/test_predict.py; docs/using-models.md: 100%)."""
+    MNIST (tests/serving/test_predict.py; docs/using-models.md: 100%)."""
     from mnist_runner.datasets.loader import load_dataset
     from mnist_runner.serving import predict
 

@@ -120,7 +120,7 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_the_browser_helpers_report_a_ui_that_dies_at_start_with_its_output(tmp_path):
-    import ui_browser
+    from helpers import ui_browser
 
     with pytest.raises(RuntimeError, match=r"the UI exited with 2:\n.*--uri mongodb://127.0.0.1/db: not a database"):
         with ui_browser.ui_server("mongodb://127.0.0.1/db", tmp_path / "ui.log"):
@@ -129,7 +129,7 @@ def test_the_browser_helpers_report_a_ui_that_dies_at_start_with_its_output(tmp_
 
 @pytest.mark.parametrize("required, outcome", [("", pytest.skip.Exception), ("1", pytest.fail.Exception)])
 def test_a_missing_browser_skips_unless_required(monkeypatch, required, outcome):
-    import ui_browser
+    from helpers import ui_browser
 
     monkeypatch.setattr(ui_browser, "CHROMIUM", ui_browser.Path("/nonexistent/chromium"))
     monkeypatch.setenv("MNIST_RUNNER_REQUIRE_E2E", required)

@@ -5,8 +5,9 @@ the CPUs busy. The tests (``test_fault_injection.py``) run a few trials; run
 as a script (``make faults``), it runs many and writes the figures that
 docs/reliability.md quotes:
 
-    python tests/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
-    python tests/fault_injection.py --trials 0 --rounds 0 --races 0 --sweep-rounds 20 --out docs/reliability_sweeps.json
+    python tests/helpers/fault_injection.py --trials 20 --rounds 10 --out docs/reliability.json
+    python tests/helpers/fault_injection.py --trials 0 --rounds 0 --races 0 --sweep-rounds 20 \\
+        --out docs/reliability_sweeps.json
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # helpers, when run as a script
+if __package__ in (None, ""):  # run as a script (a make target): tests/ holds the helpers package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import TempStore  # noqa: E402
-
+from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 from mnist_runner.tracking.machine import cpu_model  # noqa: E402
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 # A run long enough to be killed in every phase: start-up, epochs (and their
 # checkpoints), the test set and the final logging. About 12 s here.
@@ -197,8 +198,7 @@ def forced_reaper_races(root: Path, races: int) -> dict:
     holding the reaper there); how many changed state afterwards."""
     import shutil
 
-    from store_copies import store_template
-
+    from helpers.store_copies import store_template
     from mnist_runner.tracking import liveness, store
 
     temp = TempStore(root)
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "broken_stores": sum(r["broken_store"] for r in rounds),
     }
     report = {
-        "command": "python tests/fault_injection.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python tests/helpers/fault_injection.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
         "minutes": round((time.monotonic() - began) / 60, 1),

@@ -15,7 +15,7 @@ import shutil
 import numpy as np
 import pytest
 from helpers import TempStore
-from store_copies import keep_tracking_uri, store_template
+from helpers.store_copies import keep_tracking_uri, store_template
 
 pytestmark = pytest.mark.slow
 

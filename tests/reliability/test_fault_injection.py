@@ -17,8 +17,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from fault_injection import ENV, concurrent_first_use, kill_then_resume, random_moment, run_command, runs_of, trial_ok
 from helpers import TempStore, skip_or_fail
+from helpers.fault_injection import (
+    ENV,
+    concurrent_first_use,
+    kill_then_resume,
+    random_moment,
+    run_command,
+    runs_of,
+    trial_ok,
+)
 
 from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.tracking.store import ensure_sqlite_store

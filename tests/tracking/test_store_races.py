@@ -10,9 +10,9 @@ import uuid
 
 import mlflow
 import pytest
+from helpers.store_copies import open_store
 from mlflow.store.tracking.dbmodels.models import SqlDataset
 from sqlalchemy.orm import Session
-from store_copies import open_store
 
 from mnist_runner.tracking import records, store
 
