@@ -1,13 +1,9 @@
-import os
-import subprocess
-import sys
-
 import pytest
 from helpers import TempStore
 from hydra import compose, initialize_config_dir
 
 from mnist_runner.config import compose as config
-from mnist_runner.paths import CONFIG_DIR, PROJECT_ROOT
+from mnist_runner.paths import CONFIG_DIR
 
 config.register()
 
@@ -47,16 +43,12 @@ def compose_cfg():
 
 @pytest.fixture
 def run_cli(tmp_store):
-    """Run ``python run.py`` in a subprocess with ``tmp_store`` (unless the
-    overrides name another uri or folder); returns (completed process, tracking uri)."""
+    """``tmp_store.run_py``: ``python run.py`` in a subprocess with ``tmp_store``
+    (unless the overrides name another uri or folder); returns (completed
+    process, tracking uri)."""
 
     def _run(*overrides: str, timeout: int = 600):
         given = dict(o.split("=", 1) for o in overrides if "=" in o)
-        uri = given.get("tracking.uri", tmp_store.uri)
-        extra = [o for o in tmp_store.overrides(run_dir="hydra") if o.split("=", 1)[0] not in given]
-        command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *extra]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_store.root, env=env)
-        return done, uri
+        return tmp_store.run_py(*overrides, timeout=timeout), given.get("tracking.uri", tmp_store.uri)
 
     return _run

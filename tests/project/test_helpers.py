@@ -1,0 +1,26 @@
+"""The tests' own launcher and reader (``tests/helpers/store.py``): a run
+started through it logs into the test's folder, and reading a store that
+does not exist creates nothing."""
+
+from helpers import TempStore
+
+from mnist_runner.paths import PROJECT_ROOT
+
+
+def test_the_command_sends_a_run_to_the_store_unless_the_test_names_another_place(tmp_path):
+    store = TempStore(tmp_path)
+    command = store.command("model=cnn", "tracking.uri=sqlite:///elsewhere.db")
+    assert command[1] == str(PROJECT_ROOT / "run.py") and command[2] == "model=cnn"
+    assert [arg for arg in command if arg.startswith("tracking.uri=")] == ["tracking.uri=sqlite:///elsewhere.db"]
+    assert f"trainer.checkpoint_dir={store.checkpoints}" in command
+    assert f"hydra.run.dir={tmp_path / 'hydra'}" in command and "-m" not in command
+
+    sweep = store.command("model=dense,cnn", multirun=True, sweep_dir="again")
+    assert sweep[2] == "-m" and f"hydra.sweep.dir={tmp_path / 'again'}" in sweep
+    assert not any(arg.startswith("hydra.run.dir=") for arg in sweep)
+
+
+def test_reading_a_store_that_does_not_exist_finds_nothing_and_creates_nothing(tmp_path):
+    store = TempStore(tmp_path)
+    assert store.runs() == [] and store.runs("mnist", role="parent") == []
+    assert not store.db.exists()
