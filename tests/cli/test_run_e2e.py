@@ -6,7 +6,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from mnist_runner.datasets.sources import MNIST, combined_checksum
 
@@ -16,18 +15,10 @@ PER_EPOCH = ["loss", "accuracy", "val_loss", "val_accuracy", "train_eval_accurac
 FINAL = ["test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "final_overfit_gap"]
 
 
-def only_run(uri, experiment_name="mnist"):
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    runs = client.search_runs([experiment.experiment_id]) if experiment else []
-    assert len(runs) == 1, f"expected one run, found {len(runs)}"
-    return client, runs[0]
-
-
-def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
-    done, uri = run_cli("data.train_samples=3000", "trainer.epochs=3", "trainer.train_eval_samples=500")
+def test_dense_on_real_mnist_subset_logs_everything(tmp_store, tmp_path):
+    done = tmp_store.run_py("data.train_samples=3000", "trainer.epochs=3", "trainer.train_eval_samples=500")
     assert done.returncode == 0, done.stderr[-3000:]
-    client, run = only_run(uri)
+    uri, client, run = tmp_store.uri, tmp_store.client(), tmp_store.only_run("mnist")
     run_id = run.info.run_id
 
     assert run.info.status == "FINISHED"
@@ -79,14 +70,14 @@ def test_dense_on_real_mnist_subset_logs_everything(run_cli, tmp_path):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_cnn_on_offline_digits(run_cli):
+def test_cnn_on_offline_digits(tmp_store):
     # In bfloat16: TensorFlow's mixed-precision run end to end (JAX's: test_backends.py).
-    done, uri = run_cli(
+    done = tmp_store.run_py(
         "data=digits", "model=cnn", "trainer.epochs=2", "trainer.precision=mixed_bfloat16", "tracking.log_model=false"
     )
     assert done.returncode == 0, done.stderr[-3000:]
     # Each data set has its own experiment, so digits runs never rank against MNIST ones.
-    client, run = only_run(uri, "digits")
+    client, run = tmp_store.client(), tmp_store.only_run("digits")
     assert client.get_experiment_by_name("mnist") is None
     assert run.info.status == "FINISHED"
     assert run.data.tags["model"] == "cnn" and run.data.tags["data"] == "digits"
@@ -94,10 +85,9 @@ def test_cnn_on_offline_digits(run_cli):
     assert run.data.metrics["test_accuracy"] > 0.5
 
 
-def test_bad_data_path_fails_before_any_run(run_cli, tmp_path):
-    done, uri = run_cli(f"data.path={tmp_path / 'missing.npz'}")
+def test_bad_data_path_fails_before_any_run(tmp_store, tmp_path):
+    done = tmp_store.run_py(f"data.path={tmp_path / 'missing.npz'}")
     assert done.returncode != 0
     assert "missing.npz: no such file or folder" in done.stdout + done.stderr
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("mnist")
-    assert client.search_runs([experiment.experiment_id]) == []
+    assert tmp_store.client().get_experiment_by_name("mnist") is not None  # the store was opened
+    assert tmp_store.runs("mnist") == []

@@ -1,41 +1,18 @@
 """Interruption, divergence and reproducibility of real `python run.py` runs."""
 
-import os
 import signal
-import subprocess
-import sys
 from importlib.metadata import version
 
 import mlflow
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
-
-from mnist_runner.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
 
-def runs_of(uri):
-    """Every run of the store, oldest first (each data set logs into its own experiment)."""
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client, client.search_runs(experiments, order_by=["attributes.start_time"]) if experiments else []
-
-
 def start_and_interrupt(store, signum, epochs, *extra):
     """Start `python run.py`, send ``signum`` once two epochs are complete; returns (returncode, output, uri)."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "data.train_samples=6000",
-        f"trainer.epochs={epochs}",
-        "tracking.log_model=false",
-        *store.overrides(run_dir="hydra"),
-        *extra,
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = store.start_py("data.train_samples=6000", f"trainer.epochs={epochs}", "tracking.log_model=false", *extra)
     output = []
     for line in process.stdout:
         output.append(line)
@@ -51,7 +28,7 @@ def test_interrupted_run_is_killed_with_its_history(tmp_store, signum, exit_code
     returncode, output, uri = start_and_interrupt(tmp_store, signum, 50)
     assert returncode == exit_code, output[-2000:]
 
-    client, runs = runs_of(uri)
+    client, runs = tmp_store.client(), tmp_store.runs()
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "KILLED"
@@ -74,23 +51,12 @@ def test_interrupted_run_is_killed_with_its_history(tmp_store, signum, exit_code
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_store):
     returncode, output, uri = start_and_interrupt(tmp_store, signal.SIGINT, 5)
     assert returncode == 130, output[-2000:]
-    _, runs = runs_of(uri)
+    runs = tmp_store.runs()
     run_id = runs[0].info.run_id
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "run.py"),
-            f"resume={run_id}",
-            f"tracking.uri={uri}",
-            f"hydra.run.dir={tmp_store.root / 'hydra2'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
+    # The store's own places, as the run logged them: resume accepts a value it already has.
+    done = tmp_store.run_py(f"resume={run_id}", run_dir="hydra2", timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    client, runs = runs_of(uri)
+    client, runs = tmp_store.client(), tmp_store.runs()
     assert len(runs) == 1, "resuming continues the same run"
     run = runs[0]
     assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
@@ -108,28 +74,30 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_store):
     assert not (tmp_store.checkpoints / run_id).exists(), "a finished run removes its checkpoint"
 
 
-def test_resume_of_unknown_run(run_cli):
-    done, _ = run_cli("resume=0123456789abcdef0123456789abcdef")
+def test_resume_of_unknown_run(tmp_store):
+    done = tmp_store.run_py("resume=0123456789abcdef0123456789abcdef")
     assert done.returncode == 2
     assert "resume=0123456789abcdef0123456789abcdef: " in done.stdout + done.stderr
     assert "no MLflow store there" in done.stdout + done.stderr
 
 
-def test_diverging_loss_fails_the_run_with_its_reason(run_cli):
-    done, uri = run_cli("data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=1e6", "tracking.log_model=false")
+def test_diverging_loss_fails_the_run_with_its_reason(tmp_store):
+    done = tmp_store.run_py(
+        "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=1e6", "tracking.log_model=false"
+    )
     assert done.returncode == 1
     assert "training diverged: the loss became nan in epoch 1" in done.stdout + done.stderr
-    _, runs = runs_of(uri)
+    runs = tmp_store.runs()
     assert [r.info.status for r in runs] == ["FAILED"]
     assert runs[0].data.tags["failure_reason"].startswith("RunFailed: training diverged")
 
 
-def test_same_config_and_seed_give_identical_metrics(run_cli):
+def test_same_config_and_seed_give_identical_metrics(tmp_store):
     overrides = ("data.train_samples=2000", "trainer.epochs=2", "tracking.log_model=false")
     for _ in range(2):
-        done, uri = run_cli(*overrides)
+        done = tmp_store.run_py(*overrides)
         assert done.returncode == 0, done.stderr[-2000:]
-    client, runs = runs_of(uri)
+    client, runs = tmp_store.client(), tmp_store.runs()
     first, second = ({k: v for k, v in r.data.metrics.items() if k != "fit_seconds"} for r in runs)
     assert first == second
     for name in ("loss", "val_accuracy", "overfit_gap"):

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,10 +13,8 @@ import pandas as pd
 import pytest
 from helpers import REPORT_FILES, skip_or_fail
 from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
 
 from mnist_runner.config import compose as config
-from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.services import slurm_cluster
 from mnist_runner.services.slurm_cluster import ClusterError, Layout
 
@@ -119,10 +116,8 @@ def cluster(request):
 
 
 def multirun(cluster, store, *overrides, background=False, env=None):
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
+    launch = store.start_py if background else store.run_py
+    process = launch(
         "hydra/launcher=slurm",
         # Fits any node: both jobs run side by side on two CPUs.
         "hydra.launcher.cpus_per_task=1",
@@ -130,33 +125,20 @@ def multirun(cluster, store, *overrides, background=False, env=None):
         "data=digits",
         *overrides,
         "tracking.log_model=false",
-        *store.overrides(sweep_dir="sweep"),
-    ]
-    env = {**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    if background:
-        return subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=store.root, env=env
-        ), store.uri
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=store.root, env=env), store.uri
+        multirun=True,
+        env={**cluster.client_env(), **(env or {})},
+    )
+    return process, store.uri
 
 
-def runs_by_role(uri):
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]  # the data set's own, today
-    runs = client.search_runs(experiments) if experiments else []
-    parents = [run for run in runs if run.data.tags.get("sweep_role") == "parent"]
-    children = [run for run in runs if run.data.tags.get("sweep_role") != "parent"]
-    return client, parents, children
-
-
-def running_children(sweep: subprocess.Popen, uri: str, count: int, timeout: float) -> list:
+def running_children(sweep: subprocess.Popen, store, count: int, timeout: float) -> list:
     """The sweep's RUNNING child runs, once ``count`` of them are (or the sweep
     ended, or ``timeout`` seconds passed)."""
     deadline = time.monotonic() + timeout
     running = []
     while len(running) < count and time.monotonic() < deadline and sweep.poll() is None:
         time.sleep(1)
-        running = [run for run in runs_by_role(uri)[2] if run.info.status == "RUNNING"]
+        running = [run for run in store.runs(role="child") if run.info.status == "RUNNING"]
     return running
 
 
@@ -202,7 +184,7 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
 
-    client, parents, children = runs_by_role(uri)
+    client, parents, children = tmp_store.client(), tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert [child.info.status for child in children] == ["FINISHED", "FINISHED"]
@@ -226,7 +208,7 @@ def test_sweep_runs_each_job_as_a_slurm_job(cluster, tmp_store):
 def test_cancelled_job_ends_killed_and_the_sweep_says_so(cluster, tmp_store):
     sweep, uri = multirun(cluster, tmp_store, "trainer.epochs=500", "model.dropout=0.0", background=True)
     try:
-        assert running_children(sweep, uri, 1, timeout=180), "the job's MLflow run never started"
+        assert running_children(sweep, tmp_store, 1, timeout=180), "the job's MLflow run never started"
         # This sweep's one SLURM job, as submitit names its pickle: <job id>_submitted.pkl.
         pickles = (tmp_store.root / "sweep" / "slurm").glob("*/*_submitted.pkl")
         job_ids = [path.name.removesuffix("_submitted.pkl") for path in pickles]
@@ -237,7 +219,7 @@ def test_cancelled_job_ends_killed_and_the_sweep_says_so(cluster, tmp_store):
         if sweep.poll() is None:
             sweep.kill()
     assert sweep.returncode == 1, output[-3000:]  # the sweep did not finish its job
-    _, parents, children = runs_by_role(uri)
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert [child.info.status for child in children] == ["KILLED"]
     assert children[0].data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
     assert parents[0].info.status == "KILLED" and parents[0].data.metrics["jobs_failed"] == 1
@@ -253,9 +235,9 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continu
         cluster, tmp_store, f"trainer.epochs={epochs}", "model.dropout=0.0,0.5", background=True, env=exit_delay
     )
     try:
-        running = running_children(sweep, uri, 2, timeout=240)
+        running = running_children(sweep, tmp_store, 2, timeout=240)
         assert len(running) == 2, "the jobs' MLflow runs never started"
-        client = MlflowClient(tracking_uri=uri)
+        client = tmp_store.client()
         deadline = time.monotonic() + 120  # each has a checkpoint to continue from
         while time.monotonic() < deadline and not all(
             len(client.get_metric_history(run.info.run_id, "loss")) >= 2 for run in running
@@ -271,7 +253,7 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continu
     assert sweep.returncode == 130, output[-3000:]
     assert left == "", f"jobs left in the queue:\n{left}\n{output[-2000:]}"
     assert "the cancelled SLURM jobs left the queue after" in output, output[-3000:]
-    _, parents, children = runs_by_role(uri)
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert [parent.info.status for parent in parents] == ["KILLED"]
     assert len(children) == 2 and all(child.info.status == "KILLED" for child in children), [
         (child.info.status, child.data.tags.get("failure_reason")) for child in children
@@ -281,17 +263,12 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continu
     assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in output
 
     # Continued: the same launcher (SLURM), the same parent, each job in its own run.
-    continued = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), f"resume={parent_id}", *tmp_store.overrides(sweep_dir="again")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_store.root,
-        env={**cluster.client_env(), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    continued = tmp_store.run_py(
+        f"resume={parent_id}", f"hydra.sweep.dir={tmp_store.root / 'again'}", env=cluster.client_env()
     )
     assert continued.returncode == 0, (continued.stdout + continued.stderr)[-3000:]
     assert len(list((tmp_store.root / "again" / "slurm").glob("*_*/*_0_log.out"))) == 2  # SLURM ran them
-    _, parents, after = runs_by_role(uri)
+    parents, after = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert [(parent.info.run_id, parent.info.status) for parent in parents] == [(parent_id, "FINISHED")]
     assert {run.info.run_id for run in after} == {child.info.run_id for child in children}
     for run in after:

@@ -1,16 +1,12 @@
 """Hyperparameter search: the Optuna sweeper on a tiny data set, resumed once."""
 
 import itertools
-import os
-import subprocess
-import sys
 
 import optuna
 import pytest
 
 from hydra_plugins.mnist_runner_search import _impl as search
 from mnist_runner.errors import RunPruned
-from mnist_runner.paths import PROJECT_ROOT
 
 SWEEP_NUMBERS = itertools.count()
 
@@ -51,10 +47,7 @@ def test_pruning_reporter_reports_and_prunes(tmp_path):
 def run_search(store, n_trials, *overrides, expect_exit=None):
     """A search of ``n_trials`` on the digits into ``store``; its output. It must
     succeed, or exit with ``expect_exit``."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
+    done = store.run_py(
         "hydra/sweeper=optuna_search",
         f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.storage=sqlite:///{store.root / 'optuna.db'}",
@@ -65,10 +58,8 @@ def run_search(store, n_trials, *overrides, expect_exit=None):
         "trainer.epochs=3",
         "tracking.log_model=false",
         *overrides,
-        *store.overrides(sweep_dir=f"sweep{n_trials}-{next(SWEEP_NUMBERS)}"),
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        multirun=True,
+        sweep_dir=f"sweep{n_trials}-{next(SWEEP_NUMBERS)}",
     )
     if expect_exit is None:
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -90,7 +81,7 @@ def test_search_runs_trials_as_child_runs_and_resumes(tmp_store):
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
 
-    runs = store_runs(tmp_store)
+    runs = tmp_store.runs()
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
     children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
     assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
@@ -111,7 +102,7 @@ def test_hopeless_trial_is_pruned_and_its_run_killed(tmp_store):
     run_search(tmp_store, 3, "hydra.sweeper.pruning_warmup_epochs=1")
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    runs = [run for run in store_runs(tmp_store) if run.data.params.get("search.trial_number") == "2"]
+    runs = [run for run in tmp_store.runs() if run.data.params.get("search.trial_number") == "2"]
     assert runs[0].info.status == "KILLED"
     assert runs[0].data.tags["failure_reason"].startswith("RunPruned: pruned by the search after epoch 1")
 
@@ -241,35 +232,24 @@ def test_parameter_importances_need_three_completed_trials(tmp_path):
     assert importances["model.dropout"] > importances["trainer.learning_rate"]
 
 
-def store_runs(store):
-    """Every run of the store that is not deleted, whatever its experiment."""
-    client = store.client()
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
-
-
-def parent_runs(store):
-    """The sweep parent runs in the store that are not deleted."""
-    return [run for run in store_runs(store) if run.data.tags.get("sweep_role") == "parent"]
-
-
 @pytest.mark.e2e
 def test_search_guards_other_settings_a_complete_study_and_repeated_values(tmp_store):
     storage = f"sqlite:///{tmp_store.root / 'optuna.db'}"
     run_search(tmp_store, 1, "trainer.epochs=1", "hydra.sweeper.pruning=false")
-    assert len(parent_runs(tmp_store)) == 1
+    assert len(tmp_store.runs(role="parent")) == 1
 
     # Other fixed settings: refused before any job, naming the difference; no run left behind.
     output = run_search(tmp_store, 2, "trainer.epochs=2", "hydra.sweeper.pruning=false", expect_exit=2)
     assert "trainer.epochs: 1 in the study, 2 now" in output
     assert "hydra.sweeper.study_name=tiny-2" in output and "Traceback" not in output
-    assert len(parent_runs(tmp_store)) == 1
+    assert len(tmp_store.runs(role="parent")) == 1
     assert len(optuna.load_study(study_name="tiny", storage=storage).trials) == 1
 
     # The same study again with the trials it has: it says so, runs nothing, leaves no run.
     output = run_search(tmp_store, 1, "trainer.epochs=1", "hydra.sweeper.pruning=false")
     assert "already has 1 of hydra.sweeper.n_trials=1 trials: nothing to run" in output
     assert "LookupError" not in output and "UserWarning" not in output
-    assert len(parent_runs(tmp_store)) == 1
+    assert len(tmp_store.runs(role="parent")) == 1
 
     # Values already trained are not trained again: trial 1 repeats trial 0's, trials 2 and 3 train.
     study = optuna.load_study(study_name="tiny", storage=storage)
@@ -280,11 +260,11 @@ def test_search_guards_other_settings_a_complete_study_and_repeated_values(tmp_s
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     assert trials[1].user_attrs["duplicate_of"] == 0 and trials[1].values == trials[0].values
     client = tmp_store.client()
-    children = [run for run in store_runs(tmp_store) if run.data.tags.get("sweep_role") != "parent"]
+    children = tmp_store.runs(role="child")
     assert sorted(run.data.params["search.trial_number"] for run in children) == ["0", "2", "3"]
 
     # The search logged its parameter importances to its parent run.
-    newest = max(parent_runs(tmp_store), key=lambda run: run.info.start_time)
+    newest = max(tmp_store.runs(role="parent"), key=lambda run: run.info.start_time)
     assert newest.info.status == "FINISHED"
     assert {"param_importance.trainer.learning_rate", "param_importance.trainer.optimizer"} <= set(newest.data.metrics)
     logged = {artifact.path for artifact in client.list_artifacts(newest.info.run_id, "search")}

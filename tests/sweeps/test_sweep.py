@@ -1,45 +1,18 @@
 """Real multiruns of `python run.py -m`, each with a temporary MLflow store."""
 
-import os
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 from helpers import TempStore
-from mlflow.tracking import MlflowClient
-
-from mnist_runner.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
 
 def multirun(store, *overrides):
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
-        *overrides,
-        "tracking.log_model=false",
-        *store.overrides(sweep_dir="sweep"),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    return done, store.uri
-
-
-def sweep_runs(uri):
-    """(client, parent runs, child runs) in the store, whatever the experiment (it follows the data set)."""
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments) if experiments else []
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
-    return client, parents, children
+    return store.run_py(*overrides, "tracking.log_model=false", multirun=True, timeout=900)
 
 
 def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_store):
-    done, uri = multirun(
+    done = multirun(
         tmp_store,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
@@ -50,7 +23,8 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_store):
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    client, parents, children = sweep_runs(uri)
+    client = tmp_store.client()
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -90,14 +64,14 @@ def test_parallel_sweep_has_a_parent_children_and_a_report(tmp_store):
 
 
 def test_failed_job_does_not_stop_the_sweep_but_fails_it(tmp_store):
-    done, uri = multirun(
+    done = multirun(
         tmp_store, "data=digits", "trainer.optimizer=sgd", "trainer.learning_rate=0.01,1e6", "trainer.epochs=2"
     )
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]  # a script running sweeps can tell
     assert "1 of 2 jobs did not finish:\n  data=digits trainer.optimizer=sgd trainer.learning_rate=1000000.0" in output
     assert "FAILED (RunFailed: training diverged" in output
-    _, parents, children = sweep_runs(uri)
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
     assert parents[0].info.status == "FAILED" and parents[0].data.metrics["jobs_failed"] == 1
     table = pd.read_csv(tmp_store.root / "sweep" / "report" / "gap_report.csv")
@@ -106,25 +80,25 @@ def test_failed_job_does_not_stop_the_sweep_but_fails_it(tmp_store):
 
 
 def test_one_bad_value_fails_the_sweep_before_any_job(tmp_store):
-    done, uri = multirun(tmp_store, "data=digits", "trainer.epochs=1,0")
+    done = multirun(tmp_store, "data=digits", "trainer.epochs=1,0")
     assert done.returncode == 2
     assert "sweep job data=digits trainer.epochs=0" in done.stdout + done.stderr
     assert "trainer.epochs=0 is not allowed" in done.stdout + done.stderr
-    _, parents, children = sweep_runs(uri)
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert parents == [] and children == []
 
 
 def test_sequential_jobs_do_not_leak_state(tmp_store):
-    done, uri = multirun(tmp_store, "data=digits", "model=cnn", "trainer.seed=1,2", "trainer.epochs=2")
+    done = multirun(tmp_store, "data=digits", "model=cnn", "trainer.seed=1,2", "trainer.epochs=2")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    _, _, children = sweep_runs(uri)
+    children = tmp_store.runs(role="child")
     in_sweep = next(c for c in children if c.data.params["trainer.seed"] == "2")
 
     alone = TempStore(tmp_store.root / "alone")
     alone.root.mkdir()
-    done, alone_uri = multirun(alone, "data=digits", "model=cnn", "trainer.seed=2", "trainer.epochs=2")
+    done = multirun(alone, "data=digits", "model=cnn", "trainer.seed=2", "trainer.epochs=2")
     assert done.returncode == 0
-    _, _, alone_runs = sweep_runs(alone_uri)
+    alone_runs = alone.runs(role="child")
     drop = {"fit_seconds"}
     assert {k: v for k, v in in_sweep.data.metrics.items() if k not in drop} == {
         k: v for k, v in alone_runs[0].data.metrics.items() if k not in drop
@@ -134,25 +108,16 @@ def test_sequential_jobs_do_not_leak_state(tmp_store):
 def test_interrupted_sweep_leaves_nothing_running(tmp_store):
     import signal
 
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
-        "data.train_samples=6000",
-        "trainer.epochs=50",
-        "trainer.seed=1,2",
-        "tracking.log_model=false",
-        *tmp_store.overrides(sweep_dir="sweep"),
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = tmp_store.start_py(
+        "data.train_samples=6000", "trainer.epochs=50", "trainer.seed=1,2", "tracking.log_model=false", multirun=True
+    )
     for line in process.stdout:
         if line.startswith("Epoch 2/"):
             process.send_signal(signal.SIGINT)
             break
     process.communicate(timeout=120)
     assert process.returncode == 130
-    _, parents, children = sweep_runs(tmp_store.uri)
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [c.info.status for c in children] == ["KILLED"]
 
@@ -160,12 +125,13 @@ def test_interrupted_sweep_leaves_nothing_running(tmp_store):
 def test_three_configurations_times_three_seeds_report_holm_verdicts_on_the_parent_run(tmp_store):
     # Configurations that differ by little: what the report concludes must be
     # what Holm's method gives from its own raw p-values.
-    done, uri = multirun(
+    done = multirun(
         tmp_store, "data=digits", "trainer.epochs=2", "model=dense", "model.dropout=0.0,0.1,0.2", "trainer.seed=1,2,3"
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    client, parents, children = sweep_runs(uri)
+    client = tmp_store.client()
+    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
     (parent,) = parents
     assert len(children) == 9
     local = client.download_artifacts(parent.info.run_id, "report/gap_summary.csv", str(tmp_store.root))
