@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 
@@ -36,8 +35,9 @@ WITH_TORCH = [*CORE, TORCH]
 # are used) run here on the other backends only, to keep the suite's time.
 NOT_TF = [name for name in CORE if name != "tensorflow"]
 NOT_TF_WITH_TORCH = [*NOT_TF, TORCH]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-ENV.pop("KERAS_BACKEND", None)
+# Every process here runs on the backend its command names (or its run's, when
+# resumed), never on a KERAS_BACKEND left in the shell that starts the tests.
+NO_BACKEND = {"KERAS_BACKEND": None}
 # Numbers that differ from run to run by nature: wall times and the machine's load.
 UNSTABLE = ("fit_seconds", "system/")
 
@@ -271,18 +271,6 @@ def test_the_logging_warm_up_starts_once_and_never_fails(monkeypatch):
 # -- every feature on every backend: real runs ----------------------------------------
 
 
-def run_py(store, *overrides, multirun=False, sweep_dir="sweep", timeout=600):
-    places = store.overrides(sweep_dir=sweep_dir) if multirun else store.overrides(run_dir="hydra")
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides, *places]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=store.root, env=ENV)
-
-
-def runs_of(store, experiment):
-    client = store.client()
-    found = client.get_experiment_by_name(experiment)
-    return client, client.search_runs([found.experiment_id], order_by=["attributes.start_time"]) if found else []
-
-
 def stable(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith(UNSTABLE)}
 
@@ -303,16 +291,16 @@ def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp
     its requirements; then the registry and predict.py load that model in
     processes that run Keras on TensorFlow. On TensorFlow: test_run_e2e.py,
     test_predict.py, test_precision.py and the requirements test above."""
-    done = run_py(
-        tmp_store,
+    done = tmp_store.run_py(
         f"backend={name}",
         "trainer.precision=mixed_bfloat16",
         "data.train_samples=3000",
         "trainer.epochs=3",
         "trainer.train_eval_samples=500",
+        env=NO_BACKEND,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    client, [run] = runs_of(tmp_store, "mnist")
+    client, run = tmp_store.client(), tmp_store.only_run("mnist")
     run_id = run.info.run_id
     assert run.info.status == "FINISHED"
     assert run.data.params["backend"] == name and run.data.params["trainer.precision"] == "mixed_bfloat16"
@@ -336,21 +324,17 @@ def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp
     assert any(line.startswith(f"{name}==") for line in requirements), requirements
 
     image, digit = digit_png(tmp_store.root)
-    registered = subprocess.run(
+    registered = tmp_store.run_process(
         [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", tmp_store.uri, "--run", run_id, "--name", "m"],
-        capture_output=True,
-        text=True,
+        env=NO_BACKEND,
         timeout=300,
-        env=ENV,
     )
     assert registered.returncode == 0, registered.stderr[-2000:]
     for which in (["--run", run_id], ["--model-uri", "models:/m@champion"]):
-        predicted = subprocess.run(
+        predicted = tmp_store.run_process(
             [sys.executable, str(PROJECT_ROOT / "predict.py"), str(image), *which, "--uri", tmp_store.uri],
-            capture_output=True,
-            text=True,
+            env=NO_BACKEND,
             timeout=300,
-            env=ENV,
         )
         assert predicted.returncode == 0, predicted.stderr[-2000:]
         assert predicted.stdout.splitlines()[1].split()[1] == str(digit), predicted.stdout
@@ -378,15 +362,12 @@ def test_the_same_seed_twice_in_one_process_gives_identical_numbers(tmp_store, n
         print("RESULT", json.dumps([{{"metrics": r.metrics, "history": r.history.to_dict("list")}} for r in results]))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=tmp_store.root, env=ENV
-    )
+    done = tmp_store.run_process([sys.executable, "-c", script], env=NO_BACKEND, timeout=600)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     first, second = json.loads(done.stdout.split("RESULT ", 1)[1])
     assert stable(first["metrics"]) == stable(second["metrics"])
     assert first["history"] == second["history"]
-    _, runs = runs_of(tmp_store, "mnist")
-    assert [r.data.tags["backend"] for r in runs] == [name, name]
+    assert [r.data.tags["backend"] for r in tmp_store.runs("mnist")] == [name, name]
 
 
 @pytest.mark.e2e
@@ -394,8 +375,7 @@ def test_the_same_seed_twice_in_one_process_gives_identical_numbers(tmp_store, n
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_sweeps_in_process_and_in_worker_processes(tmp_store, name, launcher):
     """On TensorFlow: test_sweep.py (in-process and joblib sweeps)."""
-    done = run_py(
-        tmp_store,
+    done = tmp_store.run_py(
         f"hydra/launcher={launcher}",
         f"backend={name}",
         "data=digits",
@@ -403,10 +383,10 @@ def test_sweeps_in_process_and_in_worker_processes(tmp_store, name, launcher):
         "trainer.seed=1,2",
         "tracking.log_model=false",
         multirun=True,
+        env=NO_BACKEND,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    _, runs = runs_of(tmp_store, "digits")
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    children = tmp_store.runs("digits", role="child")
     assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
     assert {r.data.tags["backend"] for r in children} == {name}
     assert (tmp_store.root / "sweep" / "report" / "gap_report.csv").exists()
@@ -422,8 +402,7 @@ def test_search_prunes_a_hopeless_trial(tmp_store, name):
     study = optuna.create_study(storage=storage, study_name="tiny", direction="maximize")
     for learning_rate in (0.01, 0.01, 0.000001):  # the third cannot learn in 3 epochs
         study.enqueue_trial({"trainer.learning_rate": learning_rate, "trainer.optimizer": "adam"})
-    done = run_py(
-        tmp_store,
+    done = tmp_store.run_py(
         f"backend={name}",
         "hydra/sweeper=optuna_search",
         "hydra.sweeper.n_trials=3",
@@ -436,12 +415,12 @@ def test_search_prunes_a_hopeless_trial(tmp_store, name):
         "trainer.epochs=3",
         "tracking.log_model=false",
         multirun=True,
+        env=NO_BACKEND,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     states = [t.state.name for t in optuna.load_study(study_name="tiny", storage=storage).trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    _, runs = runs_of(tmp_store, "digits")
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    children = tmp_store.runs("digits", role="child")
     assert {r.data.tags["backend"] for r in children} == {name}
 
 
@@ -449,16 +428,9 @@ def test_search_prunes_a_hopeless_trial(tmp_store, name):
 @pytest.mark.parametrize("name", NOT_TF)
 def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend(tmp_store, name):
     """On TensorFlow: test_faults.py's interrupted and resumed runs."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        f"backend={name}",
-        "data=digits",
-        "trainer.epochs=12",
-        "tracking.log_model=false",
-        *tmp_store.overrides(run_dir="hydra"),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+    process = tmp_store.start_py(
+        f"backend={name}", "data=digits", "trainer.epochs=12", "tracking.log_model=false", env=NO_BACKEND
+    )
     output = []
     for line in process.stdout:
         output.append(line)
@@ -467,14 +439,14 @@ def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend
             break
     rest, _ = process.communicate(timeout=300)
     assert process.returncode == 143, ("".join(output) + rest)[-3000:]
-    client, [run] = runs_of(tmp_store, "digits")
+    run = tmp_store.only_run("digits")
     assert run.info.status == "KILLED" and run.data.tags["backend"] == name
     run_id = run.info.run_id
 
     # Resumed from a process whose command line names no backend: the run's own is used.
-    done = run_py(tmp_store, f"resume={run_id}")
+    done = tmp_store.run_py(f"resume={run_id}", env=NO_BACKEND)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    client, [run] = runs_of(tmp_store, "digits")
+    client, run = tmp_store.client(), tmp_store.only_run("digits")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == name
     assert int(run.data.tags["resumed_from_epoch"]) >= 2
     assert sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")}) == list(range(1, 13))
@@ -484,8 +456,7 @@ def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend
 @pytest.mark.parametrize("name", NOT_TF)
 def test_a_diverging_run_fails_with_its_reason(tmp_store, name):
     """On TensorFlow: test_faults.py's diverging loss."""
-    done = run_py(
-        tmp_store,
+    done = tmp_store.run_py(
         f"backend={name}",
         "data=digits",
         "trainer.optimizer=sgd",
@@ -494,25 +465,24 @@ def test_a_diverging_run_fails_with_its_reason(tmp_store, name):
         # the run ends at chance accuracy; a rate this large overflows on both.
         "trainer.learning_rate=1e12",
         "tracking.log_model=false",
+        env=NO_BACKEND,
     )
     assert done.returncode == 1, (done.stdout + done.stderr)[-3000:]
     assert "training diverged: the loss became nan in epoch 1" in done.stdout + done.stderr
-    _, runs = runs_of(tmp_store, "digits")
-    assert [r.info.status for r in runs] == ["FAILED"]
+    assert [r.info.status for r in tmp_store.runs("digits")] == ["FAILED"]
 
 
 @pytest.mark.e2e
 def test_a_sweep_over_backends_fails_at_once_in_one_process_and_runs_with_a_process_per_job(tmp_store):
     jobs = ("backend=tensorflow,jax", "data=digits", "trainer.epochs=1", "tracking.log_model=false")
-    refused = run_py(tmp_store, *jobs, multirun=True, sweep_dir="refused", timeout=120)
+    refused = tmp_store.run_py(*jobs, multirun=True, sweep_dir="refused", timeout=120, env=NO_BACKEND)
     assert refused.returncode == 2, (refused.stdout + refused.stderr)[-3000:]
     assert "this sweep trains on jax and tensorflow" in refused.stdout + refused.stderr
-    assert runs_of(tmp_store, "digits")[1] == [], "refused before any run"
+    assert tmp_store.runs("digits") == [], "refused before any run"
 
-    done = run_py(tmp_store, "hydra/launcher=submitit_local", *jobs, multirun=True)
+    done = tmp_store.run_py("hydra/launcher=submitit_local", *jobs, multirun=True, env=NO_BACKEND)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    _, runs = runs_of(tmp_store, "digits")
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    children = tmp_store.runs("digits", role="child")
     assert sorted(r.data.tags["backend"] for r in children) == ["jax", "tensorflow"]
     assert all(r.info.status == "FINISHED" for r in children)
 
@@ -520,19 +490,15 @@ def test_a_sweep_over_backends_fails_at_once_in_one_process_and_runs_with_a_proc
 @pytest.mark.e2e
 def test_jax_can_keep_the_training_set_on_the_device(tmp_store):
     """The GPU path (``pipeline.device_data``), forced on the CPU: the same run, batches gathered on the device."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
+    done = tmp_store.run_py(
         "backend=jax",
         "data=digits",
         "trainer.epochs=3",
         "tracking.log_model=false",
-        *tmp_store.overrides(run_dir="hydra"),
-    ]
-    env = {**ENV, "MNIST_RUNNER_DEVICE_DATA": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_store.root, env=env)
+        env={**NO_BACKEND, "MNIST_RUNNER_DEVICE_DATA": "1"},
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "training data on the device" in done.stdout + done.stderr
-    client, [run] = runs_of(tmp_store, "digits")
+    client, run = tmp_store.client(), tmp_store.only_run("digits")
     assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] > 0.5
     assert [m.step for m in client.get_metric_history(run.info.run_id, "overfit_gap")] == [1, 2, 3]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TempStore
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
@@ -105,16 +106,11 @@ def tiny_model_class():
     return Identity
 
 
-@dataclasses.dataclass
-class FakeStore:
-    uri: str
-    artifacts: str
-    runs: dict  # label -> run id
+@dataclasses.dataclass(frozen=True)
+class FakeStore(TempStore):
+    """A store of hand-made runs; ``ids``: label -> run id."""
 
-    def client(self):
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri)
+    ids: dict = dataclasses.field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +121,9 @@ def fake_store(tmp_path_factory) -> FakeStore:
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    root = tmp_path_factory.mktemp("fake_store")
-    uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
+    fake = FakeStore(tmp_path_factory.mktemp("fake_store"))
+    uri, artifacts = fake.uri, str(fake.artifacts)
     identity = tiny_model_class()()
-    runs = {}
 
     def run(label, experiment, data, accuracy, *, model=True, name=None, params=None):
         experiment_id = store.connect(uri, experiment, artifacts)
@@ -145,7 +140,7 @@ def fake_store(tmp_path_factory) -> FakeStore:
                     )
             else:
                 mlflow.log_text("no model", "model_card.md")
-        runs[label] = active.info.run_id
+        fake.ids[label] = active.info.run_id
 
     run("mixed-digits", "mixed", "digits", 0.90)
     run("mixed-mnist", "mixed", "mnist", 0.95)
@@ -153,7 +148,7 @@ def fake_store(tmp_path_factory) -> FakeStore:
     run("digits-but-mnist", "digits", "mnist", 0.99)  # logged into 'digits' with tracking.experiment=digits
     run("digits-no-model", "digits", "digits", 0.97, model=False)
     run("fashion", "fashion_mnist", "fashion_mnist", 0.85)
-    return FakeStore(uri, artifacts, runs)
+    return fake
 
 
 def test_experiments_open_in_the_model_training_view(fake_store):
@@ -164,7 +159,7 @@ def test_experiments_open_in_the_model_training_view(fake_store):
 
 def test_best_run_of_a_data_set_experiment_keeps_to_that_data_set(fake_store):
     run, model = logged_models.best_run(fake_store.client(), "digits")
-    assert run.info.run_id == fake_store.runs["digits-best"]  # not the better mnist run, not the run without a model
+    assert run.info.run_id == fake_store.ids["digits-best"]  # not the better mnist run, not the run without a model
     assert model.source_run_id == run.info.run_id
 
 
@@ -177,13 +172,13 @@ def test_best_run_of_a_mixed_experiment_needs_the_data_set(fake_store):
 @pytest.mark.parametrize(("data", "label"), [("digits", "mixed-digits"), ("mnist", "mixed-mnist")])
 def test_best_run_of_a_mixed_experiment_for_one_data_set(fake_store, data, label):
     run, _ = logged_models.best_run(fake_store.client(), "mixed", data=data)
-    assert run.info.run_id == fake_store.runs[label]
+    assert run.info.run_id == fake_store.ids[label]
 
 
 def test_predict_takes_the_best_run_when_no_champion_is_registered(fake_store, caplog):
     with caplog.at_level(logging.WARNING):
         choice = choose_model(fake_store.uri, data="digits")
-    assert fake_store.runs["digits-best"] in choice.description
+    assert fake_store.ids["digits-best"] in choice.description
     assert choice.model_input.shape == (8, 8) and choice.model_input.pixel_max == 16
     assert "not on digits" not in caplog.text
 
@@ -191,7 +186,7 @@ def test_predict_takes_the_best_run_when_no_champion_is_registered(fake_store, c
 def test_predict_warns_when_the_model_was_not_trained_on_digits(fake_store, caplog):
     with caplog.at_level(logging.WARNING):
         choice = choose_model(fake_store.uri, data="fashion_mnist")
-    assert fake_store.runs["fashion"] in choice.description
+    assert fake_store.ids["fashion"] in choice.description
     warned = [r for r in caplog.records if r.levelno == logging.WARNING and "fashion_mnist" in r.getMessage()]
     assert warned and "not on digits" in warned[0].getMessage()
 
@@ -203,7 +198,7 @@ def list_runs(fake_store, capsys, experiment: str, runs: list[tuple[str, dict]])
     """``mnist-runs list`` of a new experiment holding ``runs`` (name, params), as lines."""
     import mlflow
 
-    experiment_id = store.connect(fake_store.uri, experiment, fake_store.artifacts)
+    experiment_id = store.connect(fake_store.uri, experiment, str(fake_store.artifacts))
     for name, params in runs:
         with mlflow.start_run(experiment_id=experiment_id, run_name=name):
             mlflow.log_params({"data.name": name.partition("-")[2], "trainer.seed": "42", **params})
@@ -264,10 +259,8 @@ def test_runs_list_limit_and_unknown_experiment(fake_store, capsys):
 
 
 def trash_run(fake_store, tags=None) -> str:
-    from mlflow.tracking import MlflowClient
-
-    experiment_id = store.connect(fake_store.uri, "trash", fake_store.artifacts)
-    client = MlflowClient(tracking_uri=fake_store.uri)
+    experiment_id = store.connect(fake_store.uri, "trash", str(fake_store.artifacts))
+    client = fake_store.client()
     run = client.create_run(experiment_id, tags=tags or {}, run_name="to-delete")
     client.log_text(run.info.run_id, "kept until purged", "note.txt")
     return run.info.run_id

@@ -11,33 +11,21 @@ console is the runner's own doing.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import pytest
-
-from mnist_runner.paths import PROJECT_ROOT
+from helpers import TempStore
 
 pytestmark = pytest.mark.slow
 
 # What TensorFlow prints from C++ while it loads, and its Python warnings.
 TF_START_UP = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard")
 NOISE = (*TF_START_UP, "retracing", "Downloading artifacts")
-
-
-def user_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MNIST_RUNNER_VERBOSE")}
-    env["PYTHONUNBUFFERED"] = "1"  # lines arrive as they are written
-    return env
-
-
-def run_py(tmp_store, *overrides: str, run_dir: str = "hydra", timeout: int = 300) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *tmp_store.overrides(run_dir=run_dir)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=tmp_store.root, env=user_env())
+# A user's shell: none of the quieting or verbosity the tests' own environment may set.
+USER_ENV = {"TF_CPP_MIN_LOG_LEVEL": None, "MNIST_RUNNER_VERBOSE": None}
 
 
 @dataclass
@@ -53,15 +41,7 @@ def interrupt(
     """Start ``python run.py``, send ``signum`` once a line containing
     ``when`` is printed, and wait up to ``after_signal`` seconds for the
     process to end (then kill it: ``returncode`` is -9)."""
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *tmp_store.overrides(run_dir="hydra")]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_store.root,
-        env=user_env(),
-    )
+    process = tmp_store.start_py(*overrides, env=USER_ENV)
     lines, run_id, deadline = [], None, time.monotonic() + timeout
     try:
         for line in process.stdout:
@@ -105,7 +85,7 @@ def test_a_run_interrupted_in_its_first_epoch_is_resumed_from_the_start(tmp_stor
     assert client.get_run(run_id).info.status == "KILLED"
     assert not list((tmp_store.checkpoints / run_id).glob("*")), "no epoch ended, so no checkpoint"
 
-    resumed = run_py(tmp_store, f"resume={run_id}", run_dir="hydra-resume")
+    resumed = tmp_store.run_py(f"resume={run_id}", run_dir="hydra-resume", env=USER_ENV, timeout=300)
 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     output = resumed.stdout + resumed.stderr
@@ -116,7 +96,7 @@ def test_a_run_interrupted_in_its_first_epoch_is_resumed_from_the_start(tmp_stor
     assert run.info.status == "FINISHED"
     assert run.data.tags["resumed_from_epoch"] == "0"
     assert [m.step for m in client.get_metric_history(run_id, "val_accuracy")] == [1, 2, 3]
-    assert len(client.search_runs([run.info.experiment_id])) == 1  # the same run, not a new one
+    assert len(tmp_store.runs("digits")) == 1  # the same run, not a new one
     # run.py's summary line, as train() prints it
     accuracy = run.data.metrics["test_accuracy"]
     assert f"test_accuracy={accuracy:.4f}  final_overfit_gap=" in output
@@ -126,8 +106,6 @@ def test_a_run_interrupted_in_its_first_epoch_is_resumed_from_the_start(tmp_stor
 @pytest.fixture(scope="module")
 def stopped_verbose(tmp_path_factory):
     """A verbose run stopped with SIGTERM in its first epoch."""
-    from helpers import TempStore
-
     tmp_store = TempStore(tmp_path_factory.mktemp("stopped_verbose"))
     stopped = interrupt(tmp_store, "Epoch 1/", signal.SIGTERM, "data=digits", "trainer.epochs=2", "verbose=true")
     return tmp_store, stopped
@@ -154,13 +132,13 @@ def test_a_run_stopped_as_it_starts_ends_and_can_be_resumed_as_offered(tmp_store
     stopped = interrupt(tmp_store, "MLflow run ", signal.SIGTERM, "data=digits", "trainer.epochs=2", after_signal=60)
     assert stopped.returncode == 143, f"did not end within 60 s of SIGTERM:\n{stopped.output[-2000:]}"
     assert f"run {stopped.run_id} can be resumed" in stopped.output
-    resumed = run_py(tmp_store, f"resume={stopped.run_id}", run_dir="hydra-resume")
+    resumed = tmp_store.run_py(f"resume={stopped.run_id}", run_dir="hydra-resume", env=USER_ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert tmp_store.client().get_run(stopped.run_id).info.status == "FINISHED"
 
 
 def test_tags_without_plus_get_a_hint(tmp_store):
-    done = run_py(tmp_store, "data=digits", "tracking.tags={team: vision}", timeout=120)
+    done = tmp_store.run_py("data=digits", "tracking.tags={team: vision}", env=USER_ENV, timeout=120)
     assert done.returncode == 2
     assert "Set tags with ++tracking.tags={team: vision} or +tracking.tags.team=vision" in done.stderr
     assert not tmp_store.db.exists()  # nothing ran

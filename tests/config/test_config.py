@@ -78,13 +78,9 @@ def test_unknown_experiment_fails_and_lists_the_known_ones(compose_cfg):
 
 
 @pytest.mark.slow
-def test_unknown_experiment_on_the_command_line():
-    done = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "run.py"), "experiment=nope", "--cfg", "job"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_unknown_experiment_on_the_command_line(tmp_store):
+    # --cfg first: Hydra's argparse refuses overrides on both sides of it, and the store's come last.
+    done = tmp_store.run_py("--cfg", "job", "experiment=nope", timeout=60)
     assert done.returncode != 0
     assert "Could not find 'experiment/nope'" in done.stderr
     assert "course_dense" in done.stderr
@@ -111,6 +107,7 @@ def test_help_and_cfg_do_not_import_tensorflow(flag):
         "    pass\n"
         "print('TF_IMPORTED' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'TF_NOT_IMPORTED')\n"
     )
+    # Not TempStore's: run.py runs through runpy, so that the same interpreter then reports its imports.
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "TF_NOT_IMPORTED" in done.stdout, done.stdout + done.stderr
     assert ("trainer" in done.stdout) if "--cfg" in flag else ("experiment:" in done.stdout)
@@ -129,6 +126,7 @@ def test_help_lists_the_same_groups_as_hydra_does_alone():
             + "sys.argv = ['run.py', '--help']\n"
             f"runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
         )
+        # Not TempStore's: run.py runs through runpy, after the snippet has (or has not) patched compose.
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout

@@ -34,24 +34,9 @@ from helpers import TempStore  # noqa: E402
 from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 from mnist_runner.tracking.machine import cpu_model  # noqa: E402
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 # A run long enough to be killed in every phase: start-up, epochs (and their
 # checkpoints), the test set and the final logging. About 12 s here.
 KILLED_RUN = ("data.train_samples=3000", "trainer.epochs=6", "tracking.log_model=false")
-
-
-def run_command(store: TempStore, *overrides: str, run_dir: str = "hydra") -> list[str]:
-    return [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides, *store.overrides(run_dir=run_dir)]
-
-
-def runs_of(store: TempStore) -> list:
-    """Every run of the store, through the project's own opening of it (which
-    closes runs whose process died, as any command does)."""
-    from mnist_runner.tracking import store as tracking_store
-
-    client = tracking_store.open_existing(store.uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments, max_results=1000) if experiments else []
 
 
 def epoch_steps(store: TempStore, run_id: str) -> collections.Counter:
@@ -76,14 +61,7 @@ def kill_then_resume(store: TempStore, marker: str | None, delay: float, epochs:
     starting with ``marker`` (or after it starts), open the store, resume the
     run; what was found at each step."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        run_command(store, *KILLED_RUN, run_dir="hydra-killed"),
-        env=ENV,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=store.root,
-    )
+    process = store.start_py(*KILLED_RUN, run_dir="hydra-killed")
     if marker is not None:
         for line in process.stdout:
             if line.startswith(marker):
@@ -105,7 +83,7 @@ def kill_then_resume(store: TempStore, marker: str | None, delay: float, epochs:
     }
     if not store.db.exists():
         return {**trial, "run": None, "zombies": 0, "outcome": "killed before the store existed"}
-    runs = runs_of(store)
+    runs = store.runs(reap=True)  # opened as any command opens it: runs whose process died are ended
     trial["zombies"] = sum(run.info.status == "RUNNING" for run in runs)
     if not runs:
         return {**trial, "run": None, "outcome": "killed before the run started"}
@@ -118,14 +96,7 @@ def kill_then_resume(store: TempStore, marker: str | None, delay: float, epochs:
     if run.info.status == "FINISHED":
         trial["outcome"] = "finished before the kill"
     else:
-        done = subprocess.run(
-            run_command(store, f"resume={run.info.run_id}", run_dir="hydra-resumed"),
-            capture_output=True,
-            text=True,
-            env=ENV,
-            cwd=store.root,
-            timeout=600,
-        )
+        done = store.run_py(f"resume={run.info.run_id}", run_dir="hydra-resumed")
         trial["resume_exit"] = done.returncode
         if done.returncode != 0:
             trial["resume_error"] = (done.stdout + done.stderr)[-2000:]
@@ -152,13 +123,9 @@ def trial_ok(trial: dict) -> bool:
 def concurrent_first_use(root: Path, processes: int = 8) -> dict:
     """``processes`` runs started at once on a store that does not exist yet."""
     store = TempStore(root)
-    commands = [
-        run_command(store, "data=digits", "trainer.epochs=1", "tracking.log_model=false", run_dir=f"hydra-{i}")
-        for i in range(processes)
-    ]
     started = [
-        subprocess.Popen(c, env=ENV, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for c in commands
+        store.start_py("data=digits", "trainer.epochs=1", "tracking.log_model=false", run_dir=f"hydra-{i}")
+        for i in range(processes)
     ]
     outputs = [p.communicate(timeout=900)[0] for p in started]
     failed = [out[-1500:] for p, out in zip(started, outputs) if p.returncode != 0]
@@ -180,7 +147,6 @@ def concurrent_first_use(root: Path, processes: int = 8) -> dict:
 # Two jobs at a time log the same data sets into one experiment at the same
 # moment: where MLflow's look-up-then-insert lost a job (1 in 4 on a busy machine).
 BUSY_SWEEP = (
-    "-m",
     "hydra/launcher=joblib",
     "hydra.launcher.n_jobs=2",
     "data=digits",
@@ -234,10 +200,9 @@ def sweep_on_a_new_store(root: Path) -> dict:
     """A 4-job joblib sweep on a store that does not exist yet: its exit code
     and how many of its jobs ended with a FINISHED run."""
     store = TempStore(root)
-    command = [sys.executable, str(PROJECT_ROOT / "run.py"), *BUSY_SWEEP, *store.overrides(sweep_dir="sweep")]
     began = time.monotonic()
-    done = subprocess.run(command, env=ENV, cwd=root, capture_output=True, text=True, timeout=900)
-    children = [run for run in runs_of(store) if run.data.tags.get("sweep_role") != "parent"]
+    done = store.run_py(*BUSY_SWEEP, multirun=True, timeout=900)
+    children = store.runs(role="child", reap=True)
     finished = sum(run.info.status == "FINISHED" for run in children)
     logs = done.stdout + done.stderr + "".join(p.read_text(errors="replace") for p in root.rglob("*.log"))
     return {

@@ -84,16 +84,22 @@ class TempStore:
     # --- starting run.py ---------------------------------------------------------
 
     def command(
-        self, *overrides: str, multirun: bool = False, run_dir: str = "hydra", sweep_dir: str = "sweep"
+        self,
+        *overrides: str,
+        multirun: bool = False,
+        run_dir: str = "hydra",
+        sweep_dir: str = "sweep",
+        wrapper: tuple[str, ...] = (),
     ) -> list[str]:
         """``python run.py [-m] <overrides>`` logging into this store: Hydra's
         output in ``root/run_dir`` (a run) or ``root/sweep_dir`` (``multirun``).
         A place the overrides name themselves (another ``tracking.uri``, say)
-        is left as they name it."""
+        is left as they name it. ``wrapper``: a command that runs it (as
+        ``unshare ...`` runs it as on another host)."""
         given = {override.split("=", 1)[0].lstrip("+~") for override in overrides if "=" in override}
         places = self.overrides(sweep_dir=sweep_dir) if multirun else self.overrides(run_dir=run_dir)
         own = [place for place in places if place.split("=", 1)[0] not in given]
-        return [sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides, *own]
+        return [*wrapper, sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides, *own]
 
     def run_py(
         self,
@@ -103,10 +109,11 @@ class TempStore:
         timeout: float = 600,
         run_dir: str = "hydra",
         sweep_dir: str = "sweep",
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess:
-        """Run ``command(...)`` to its end in ``root``; its output captured as text."""
+        """Run ``command(...)`` to its end in ``root`` (or ``cwd``); its output captured as text."""
         command = self.command(*overrides, multirun=multirun, run_dir=run_dir, sweep_dir=sweep_dir)
-        return self.run_process(command, env=env, timeout=timeout)
+        return self.run_process(command, env=env, timeout=timeout, cwd=cwd)
 
     def start_py(
         self,
@@ -115,22 +122,28 @@ class TempStore:
         env: dict[str, str | None] | None = None,
         run_dir: str = "hydra",
         sweep_dir: str = "sweep",
+        wrapper: tuple[str, ...] = (),
         **popen,
     ) -> subprocess.Popen:
         """Start ``command(...)`` in ``root`` for a test that watches or signals
-        it: stdout and stderr as one text stream (``popen`` may change that,
-        or ask for ``start_new_session=True`` to signal its process group)."""
-        command = self.command(*overrides, multirun=multirun, run_dir=run_dir, sweep_dir=sweep_dir)
-        streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
-        return subprocess.Popen(command, cwd=self.root, env=environment(env), **{**streams, **popen})
+        it: stdout and stderr as one text stream (``popen`` may change that or
+        the folder it runs in, or ask for ``start_new_session=True`` to signal
+        its process group)."""
+        command = self.command(*overrides, multirun=multirun, run_dir=run_dir, sweep_dir=sweep_dir, wrapper=wrapper)
+        defaults = {"cwd": self.root, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        return subprocess.Popen(command, env=environment(env), **{**defaults, **popen})
 
     def run_process(
-        self, command: list[str], env: dict[str, str | None] | None = None, timeout: float = 600
+        self,
+        command: list[str],
+        env: dict[str, str | None] | None = None,
+        timeout: float = 600,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess:
         """Any other command of the project (``predict.py``, ``mnist-runs``) run
-        in ``root`` with the same environment; output captured as text."""
+        in ``root`` (or ``cwd``) with the same environment; output captured as text."""
         return subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, cwd=self.root, env=environment(env)
+            command, capture_output=True, text=True, timeout=timeout, cwd=cwd or self.root, env=environment(env)
         )
 
     # --- reading the store -------------------------------------------------------

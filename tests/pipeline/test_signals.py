@@ -47,14 +47,9 @@ def drop_a_signal(handler=signals.raise_interrupted) -> None:
 
 
 @pytest.fixture
-def store(tmp_store):
-    experiment_id = tracking_store.connect(tmp_store.uri, "signals", str(tmp_store.artifacts))
-    return tmp_store.client(), experiment_id
-
-
-def only_run(client, experiment_id):
-    [run] = client.search_runs([experiment_id])
-    return run
+def experiment_id(tmp_store):
+    """The id of the experiment "signals" in ``tmp_store``, MLflow pointed at it."""
+    return tracking_store.connect(tmp_store.uri, "signals", str(tmp_store.artifacts))
 
 
 def tiny_fit(epochs: int, callbacks=()) -> None:
@@ -131,8 +126,7 @@ def test_a_dropped_signal_stops_training_at_the_next_batch():
         tiny_fit(epochs=1000)  # would take minutes without the stop
 
 
-def test_a_signal_that_surfaced_as_another_error_ends_the_run_killed(store):
-    client, experiment_id = store
+def test_a_signal_that_surfaced_as_another_error_ends_the_run_killed(tmp_store, experiment_id):
     with pytest.raises(signals.JobCancelled) as raised:
         with tracking.tracked_run(experiment_id, "cancelled", {}):
             try:
@@ -140,25 +134,23 @@ def test_a_signal_that_surfaced_as_another_error_ends_the_run_killed(store):
             except signals.JobCancelled:
                 raise ValueError("An unusually high number of `tf.data.Iterator.get_next()` calls was detected")  # noqa: B904
     assert isinstance(raised.value.__cause__, ValueError)
-    run = only_run(client, experiment_id)
+    run = tmp_store.only_run("signals")
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"].startswith("JobCancelled: the job was cancelled (SIGTERM")
     assert signals.pending_stop() is None  # the next job of the process starts clean
 
 
-def test_a_signal_dropped_after_training_still_ends_the_run_killed(store):
-    client, experiment_id = store
+def test_a_signal_dropped_after_training_still_ends_the_run_killed(tmp_store, experiment_id):
     with pytest.raises(signals.Interrupted):
         with tracking.tracked_run(experiment_id, "interrupted", {}):
             drop_a_signal()
-    run = only_run(client, experiment_id)
+    run = tmp_store.only_run("signals")
     assert (run.info.status, run.data.tags["failure_reason"]) == ("KILLED", "interrupted")
 
 
-def test_an_ordinary_error_still_fails_the_run(store):
-    client, experiment_id = store
+def test_an_ordinary_error_still_fails_the_run(tmp_store, experiment_id):
     with pytest.raises(ValueError):
         with tracking.tracked_run(experiment_id, "failed", {}):
             raise ValueError("bad")
-    run = only_run(client, experiment_id)
+    run = tmp_store.only_run("signals")
     assert (run.info.status, run.data.tags["failure_reason"]) == ("FAILED", "ValueError: bad")

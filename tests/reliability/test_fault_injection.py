@@ -10,7 +10,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,34 +17,18 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import TempStore, skip_or_fail
-from helpers.fault_injection import (
-    ENV,
-    concurrent_first_use,
-    kill_then_resume,
-    random_moment,
-    run_command,
-    runs_of,
-    trial_ok,
-)
+from helpers.fault_injection import concurrent_first_use, kill_then_resume, random_moment, trial_ok
+from helpers.hooks import short_sqlite_lock_wait
 
-from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.tracking.store import ensure_sqlite_store
 
 pytestmark = pytest.mark.e2e
 
 TRIALS = int(os.environ.get("MNIST_RUNNER_FAULT_TRIALS", 2))
 QUICK = ("data=digits", "tracking.log_model=false")
-
-
-def run(store: TempStore, *overrides: str, run_dir: str = "hydra", timeout: int = 600):
-    return subprocess.run(
-        run_command(store, *overrides, run_dir=run_dir),
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=store.root,
-        timeout=timeout,
-    )
+# SQLite's lock wait in the launched runs, where a test only needs the lock to be
+# seen: MLflow's fixed 20 s, sat out at every write, made each such test last a minute.
+LOCK_WAIT_MS = 1000
 
 
 def one_line_error(done) -> str:
@@ -82,24 +65,13 @@ def test_four_runs_starting_at_once_on_a_new_store(tmp_path):
 
 def start_sweep(store: TempStore, epochs: int = 40) -> subprocess.Popen:
     """A 4-job joblib sweep on 2 workers, in its own process group (as a terminal starts it)."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
+    return store.start_py(
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         *QUICK,
         f"trainer.epochs={epochs}",
         "model.dropout=0.0,0.1,0.2,0.3",
-        *store.overrides(sweep_dir="sweep"),
-    ]
-    return subprocess.Popen(
-        command,
-        env=ENV,
-        cwd=store.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        multirun=True,
         start_new_session=True,
     )
 
@@ -118,9 +90,8 @@ def wait_for_training_children(store: TempStore, count: int = 2, timeout: float 
 
 
 def check_sweep_closed(store: TempStore, parent_status: str) -> list:
-    runs = runs_of(store)
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    parents = store.runs(role="parent", reap=True)
+    children = store.runs(role="child")
     assert [p.info.status for p in parents] == [parent_status]
     assert children and all(r.info.status != "RUNNING" for r in children), [r.info.status for r in children]
     assert (store.root / "sweep" / "report" / "gap_report.csv").is_file()
@@ -190,12 +161,14 @@ def fill(folder: Path) -> Path:
 
 
 def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_nothing_stays_running(tmp_path, small_disk):
-    store = TempStore(small_disk)
-    command = run_command(store, "data.train_samples=3000", "trainer.epochs=40", "tracking.log_model=false")
-    command = [c for c in command if not c.startswith(("trainer.checkpoint_dir", "hydra.run.dir"))]
-    command += [f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}", f"hydra.run.dir={tmp_path / 'hydra'}"]
-    process = subprocess.Popen(
-        command, env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    store = TempStore(small_disk)  # the store and the artifacts on the small disk, the rest beside it
+    process = store.start_py(
+        "data.train_samples=3000",
+        "trainer.epochs=40",
+        "tracking.log_model=false",
+        f"trainer.checkpoint_dir={tmp_path / 'checkpoints'}",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=tmp_path,
     )
     lines = []
     for line in process.stdout:
@@ -204,11 +177,11 @@ def test_a_disk_that_fills_during_a_run_fails_it_in_one_line_and_nothing_stays_r
             filler = fill(small_disk)
             break
     lines.append(process.communicate(timeout=300)[0])
-    done = subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
+    done = subprocess.CompletedProcess(process.args, process.returncode, "".join(lines), "")
     assert done.returncode == 1, done.stdout[-3000:]
     assert "the disk is full" in one_line_error(done)
     filler.unlink()  # space again: the next command that opens the store writes the kept state
-    [run] = runs_of(store)
+    [run] = store.runs(reap=True)
     assert run.info.status == "FAILED" and "disk is full" in run.data.tags["failure_reason"]
 
 
@@ -241,9 +214,11 @@ class HeldLock:
 
 
 def test_a_lock_held_during_a_run_fails_it_in_one_line_and_the_state_is_written_later(tmp_store):
-    command = run_command(tmp_store, "data.train_samples=3000", "trainer.epochs=40", "tracking.log_model=false")
-    process = subprocess.Popen(
-        command, env=ENV, cwd=tmp_store.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    process = tmp_store.start_py(
+        "data.train_samples=3000",
+        "trainer.epochs=40",
+        "tracking.log_model=false",
+        env=short_sqlite_lock_wait(tmp_store.root / "hook", LOCK_WAIT_MS),
     )
     lines = []
     for line in process.stdout:
@@ -252,10 +227,10 @@ def test_a_lock_held_during_a_run_fails_it_in_one_line_and_the_state_is_written_
             break
     with HeldLock(tmp_store.db, 45):
         lines.append(process.communicate(timeout=300)[0])
-    done = subprocess.CompletedProcess(command, process.returncode, "".join(lines), "")
+    done = subprocess.CompletedProcess(process.args, process.returncode, "".join(lines), "")
     assert done.returncode == 1, done.stdout[-3000:]
     assert "locked by another process" in one_line_error(done)
-    [run] = runs_of(tmp_store)
+    [run] = tmp_store.runs(reap=True)
     assert run.info.status == "FAILED"
 
 
@@ -286,11 +261,17 @@ def test_store_faults_at_start_are_one_line_and_leave_no_run(tmp_path, fault):
         lock = HeldLock(store.db, 60)
     else:
         extra = ["tracking.experiment=" + "x" * 5000]
-    command = run_command(store, *QUICK, "trainer.epochs=1") + extra
     try:
         if lock:
             lock.__enter__()
-        done = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+        done = store.run_py(
+            *QUICK,
+            "trainer.epochs=1",
+            *extra,
+            env=short_sqlite_lock_wait(tmp_path / "hook", LOCK_WAIT_MS) if lock else None,
+            timeout=300,
+            cwd=tmp_path,
+        )
     finally:
         if fault == "read-only":
             subprocess.run(["umount", "-l", str(tmp_path / "ro")])
@@ -299,29 +280,25 @@ def test_store_faults_at_start_are_one_line_and_leave_no_run(tmp_path, fault):
     assert ("tracking.uri=" in line) or ("tracking.experiment=" in line), line
     if lock:
         lock.__exit__()
-        assert not runs_of(store), "a store locked at start gets no run"
+        assert not store.runs(reap=True), "a store locked at start gets no run"
 
 
 def test_an_unwritable_checkpoint_folder_is_refused_before_anything_runs(tmp_store):
-    command = [*run_command(tmp_store, *QUICK), "trainer.checkpoint_dir=/dev/null/x"]  # last, so it wins
-    done = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=tmp_store.root, timeout=300)
+    done = tmp_store.run_py(*QUICK, "trainer.checkpoint_dir=/dev/null/x", timeout=300)
     assert done.returncode == 2
     assert "trainer.checkpoint_dir=/dev/null/x: cannot write there" in one_line_error(done)
-    assert not tmp_store.db.exists() or not runs_of(tmp_store)
+    assert not tmp_store.runs(reap=True)
 
 
 def interrupted_run(store: TempStore, epochs: int, kill_after_epoch: int) -> str:
     """A digits run SIGKILLed once epoch ``kill_after_epoch`` is checkpointed; its run id."""
-    command = run_command(store, *QUICK, f"trainer.epochs={epochs}")
-    process = subprocess.Popen(
-        command, env=ENV, cwd=store.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    process = store.start_py(*QUICK, f"trainer.epochs={epochs}")
     for line in process.stdout:
         if line.startswith(f"Epoch {kill_after_epoch + 1}/"):
             process.send_signal(signal.SIGKILL)
             break
     process.wait()
-    [found] = runs_of(store)
+    [found] = store.runs(reap=True)
     assert found.info.status == "KILLED"
     return found.info.run_id
 
@@ -331,7 +308,7 @@ def test_resume_falls_back_from_a_corrupt_checkpoint_and_applies_more_epochs(tmp
     folder = tmp_store.checkpoints / run_id
     newest = max(folder.glob("epoch-*.keras"), key=lambda p: int(p.stem.split("-")[1]))
     newest.write_bytes(newest.read_bytes()[:1000])  # a disk that lost the end of the file
-    done = run(tmp_store, f"resume={run_id}", "trainer.epochs=8", run_dir="hydra-resumed")
+    done = tmp_store.run_py(f"resume={run_id}", "trainer.epochs=8", run_dir="hydra-resumed")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "checkpoint passed over" in done.stdout + done.stderr
     run_info = tmp_store.client().get_run(run_id)
@@ -342,13 +319,13 @@ def test_resume_falls_back_from_a_corrupt_checkpoint_and_applies_more_epochs(tmp
 
 def test_resume_refuses_a_change_that_would_make_another_run(tmp_store):
     run_id = interrupted_run(tmp_store, epochs=4, kill_after_epoch=2)
-    done = run(tmp_store, f"resume={run_id}", "trainer.batch_size=64", run_dir="hydra-resumed")
+    done = tmp_store.run_py(f"resume={run_id}", "trainer.batch_size=64", run_dir="hydra-resumed")
     assert done.returncode == 2
     assert "trainer.batch_size cannot change" in one_line_error(done)
     for path in (tmp_store.checkpoints / run_id).iterdir():
         if path.suffix == ".json":
             path.write_text("{not json")
-    done = run(tmp_store, f"resume={run_id}", run_dir="hydra-resumed-2")
+    done = tmp_store.run_py(f"resume={run_id}", run_dir="hydra-resumed-2")
     assert done.returncode == 2
     assert "cannot be continued" in one_line_error(done)
 
@@ -356,34 +333,19 @@ def test_resume_refuses_a_change_that_would_make_another_run(tmp_store):
 def test_no_credential_reaches_the_disk(tmp_path):
     store = TempStore(tmp_path)
     token, password = "tok-5ecr3t-value", "pa55-5ecr3t-word"
-    run(store, *QUICK, "trainer.epochs=1", f"+trainer.api_token={token}", run_dir="hydra-run")
-    done = subprocess.run(
-        [*run_command(store, *QUICK, run_dir="hydra-server"), f"tracking.uri=http://alice:{password}@127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-        timeout=300,
+    store.run_py(*QUICK, "trainer.epochs=1", f"+trainer.api_token={token}", run_dir="hydra-run")
+    done = store.run_py(
+        *QUICK, f"tracking.uri=http://alice:{password}@127.0.0.1:9", run_dir="hydra-server", timeout=300
     )
     assert done.returncode == 2 and password not in done.stdout + done.stderr
-    sweep = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "run.py"),
-            "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-            *QUICK,
-            "trainer.epochs=1",
-            "model.dropout=0.0,0.2",
-            f"+trainer.api_token={token}",
-            *store.overrides(sweep_dir="sweep"),
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=tmp_path,
-        timeout=600,
+    sweep = store.run_py(
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *QUICK,
+        "trainer.epochs=1",
+        "model.dropout=0.0,0.2",
+        f"+trainer.api_token={token}",
+        multirun=True,
     )
     assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-3000:]
     assert token not in sweep.stdout + sweep.stderr

@@ -4,8 +4,6 @@ a parallel sweep logging to it, everything read back over HTTP."""
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import ExitStack
@@ -14,9 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import REPORT_FILES, TempStore, skip_or_fail
-from mlflow.tracking import MlflowClient
 
-from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.services import postgres, tracking_server
 from mnist_runner.services.tracking_server import ServerError, ServerLayout
 
@@ -68,39 +64,34 @@ def server(server_root):
 def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     """2 jobs on 2 workers, logging over HTTP at once with credentials given the usual ways."""
     store = TempStore(tmp_path, server_uri=f"http://sweeper:{URI_SECRET}@127.0.0.1:{server.port}")
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "-m",
+    credentials = {
+        "MLFLOW_TRACKING_USERNAME": "sweeper",
+        "MLFLOW_TRACKING_PASSWORD": ENV_SECRET,
+        "MLFLOW_TRACKING_TOKEN": TOKEN_SECRET,
+    }
+    started = time.monotonic()
+    done = store.run_py(
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "data=digits",
         "trainer.epochs=2",
         "model.dropout=0.0,0.2",
         "tracking.log_model=false",
-        *store.overrides(sweep_dir="sweep"),
-    ]
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "MLFLOW_TRACKING_USERNAME": "sweeper",
-        "MLFLOW_TRACKING_PASSWORD": ENV_SECRET,
-        "MLFLOW_TRACKING_TOKEN": TOKEN_SECRET,
-    }
-    started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+        multirun=True,
+        env=credentials,
+        timeout=900,
+    )
     print(f"\n2-job sweep against the server: {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
 
-    client = MlflowClient(tracking_uri=server.tracking_uri)
+    on_server = TempStore(tmp_path, server_uri=server.tracking_uri)  # read back without the sweep's credentials
+    client = on_server.client()
     experiment = client.get_experiment_by_name("digits")
     # The server chose where artifacts go, not the client's local default.
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
     assert not store.artifacts.exists() and not (tmp_path / "mlruns").exists()
 
-    runs = client.search_runs([experiment.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    parents, children = on_server.runs("digits", role="parent"), on_server.runs("digits", role="child")
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.metrics["jobs_finished"] == 2
@@ -122,7 +113,7 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
     # No credential reached MLflow: params, tags, config.yaml, overrides.yaml, reports.
     # (in a multirun Hydra escapes the override's colons: http\://sweeper\:***@127.0.0.1\:<port>)
     assert "sweeper\\:***@127.0.0.1" in child.data.tags["overrides"]
-    logged = [str(r.data.params) + str(r.data.tags) for r in runs]
+    logged = [str(r.data.params) + str(r.data.tags) for r in parents + children]
     logged += [p.read_text(errors="replace") for p in server.artifacts.rglob("*") if p.is_file()]
     for secret in (URI_SECRET, ENV_SECRET, TOKEN_SECRET):
         assert not any(secret in text for text in logged), f"{secret} was logged"
@@ -159,7 +150,8 @@ def test_start_stop_and_status_are_idempotent(server, capsys):
     print(f"\nwarm start (PostgreSQL + MLflow on the existing cluster): {time.monotonic() - started:.1f} s")
     state = tracking_server.status(server)
     assert state["mlflow_healthy"] and state["postgres"]
-    assert MlflowClient(tracking_uri=server.tracking_uri).get_experiment_by_name("digits") is not None
+    on_server = TempStore(server.root, server_uri=server.tracking_uri)
+    assert on_server.client().get_experiment_by_name("digits") is not None
 
 
 class BrokenBackend(ServerLayout):

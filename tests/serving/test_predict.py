@@ -6,8 +6,6 @@ same digits written as PNG files, light on dark, dark on light, in another
 size and on a non-square canvas, must come back with the same predictions.
 """
 
-import os
-import subprocess
 import sys
 
 import mlflow
@@ -22,34 +20,23 @@ from mnist_runner.serving import logged_models, predict, registry
 from mnist_runner.tracking.store import TrackingError
 
 DIGITS = 200  # MNIST test images rendered per variant
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One small real MNIST run (~0.92 test accuracy) in a temporary store:
-    (tracking uri, run id). Makes its users `slow` (conftest.SLOW_FIXTURES)."""
+    (the store, run id). Makes its users `slow` (conftest.SLOW_FIXTURES)."""
     store = TempStore(tmp_path_factory.mktemp("predict_store"))
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        "model=dense",
-        "data.train_samples=10000",
-        "trainer.epochs=3",
-        *store.overrides(run_dir="hydra"),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=store.root, env=ENV)
+    done = store.run_py("model=dense", "data.train_samples=10000", "trainer.epochs=3", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    client = store.client()
-    run = client.search_runs([client.get_experiment_by_name("mnist").experiment_id])[0]
-    return store.uri, run.info.run_id
+    return store, store.only_run("mnist").info.run_id
 
 
 @pytest.fixture(scope="module")
 def reference(trained):
     """The run's model, the test digits and its own predictions on the arrays."""
-    uri, run_id = trained
-    choice = predict.choose_model(uri, run_id=run_id)
+    store, run_id = trained
+    choice = predict.choose_model(store.uri, run_id=run_id)
     model = predict.load_keras_model(choice.uri)
     mnist = load_dataset("mnist")
     x, y = mnist.x_test[:DIGITS], mnist.y_test[:DIGITS]
@@ -109,14 +96,8 @@ def test_model_input_comes_from_the_model_and_its_run(reference):
     assert choice.model_input == logged_models.ModelInput(shape=(28, 28), pixel_max=255)
 
 
-def run_predict(*args):
-    return subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "predict.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-    )
+def run_predict(store, *args):
+    return store.run_process([sys.executable, str(PROJECT_ROOT / "predict.py"), *map(str, args)], timeout=300)
 
 
 def table_digits(stdout: str) -> dict[str, int]:
@@ -126,10 +107,10 @@ def table_digits(stdout: str) -> dict[str, int]:
 
 
 def test_cli_uses_the_best_run_by_default(trained, reference, rendered):
-    uri, _ = trained
+    store, _ = trained
     expected = reference[4]
     files = rendered["dark_on_light_28.png"][:5] + rendered["light_on_dark_84.png"][:5]
-    done = run_predict(*files, "--uri", uri)
+    done = run_predict(store, *files, "--uri", store.uri)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].split() == ["file", "digit", "probability"]
     digits = table_digits(done.stdout)
@@ -139,10 +120,10 @@ def test_cli_uses_the_best_run_by_default(trained, reference, rendered):
 
 
 def test_cli_bad_image_exits_2_with_one_line_naming_it(trained, rendered, tmp_path):
-    uri, run_id = trained
+    store, run_id = trained
     bad = tmp_path / "scan.png"
     bad.write_text("this is not an image")
-    done = run_predict(rendered["light_on_dark_28.png"][0], bad, "--run", run_id, "--uri", uri)
+    done = run_predict(store, rendered["light_on_dark_28.png"][0], bad, "--run", run_id, "--uri", store.uri)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -158,18 +139,18 @@ def test_cli_bad_image_exits_2_with_one_line_naming_it(trained, rendered, tmp_pa
     ],
 )
 def test_unknown_run_experiment_or_model_is_a_clear_error(trained, choice, message):
-    uri, _ = trained
+    store, _ = trained
     with pytest.raises(logged_models.ModelNotFound, match=message):
-        predict.choose_model(uri, **choice)
+        predict.choose_model(store.uri, **choice)
 
 
 def test_a_run_without_a_model_is_a_clear_error(trained):
-    uri, _ = trained
-    client = mlflow.MlflowClient(uri)
+    store, _ = trained
+    client = store.client()
     bare = client.create_run("1", run_name="no-model")
     client.set_terminated(bare.info.run_id)
     with pytest.raises(logged_models.ModelNotFound, match="has no logged model"):
-        predict.choose_model(uri, run_id=bare.info.run_id)
+        predict.choose_model(store.uri, run_id=bare.info.run_id)
 
 
 def test_a_missing_store_is_a_clear_error(tmp_path):
@@ -180,13 +161,10 @@ def test_a_missing_store_is_a_clear_error(tmp_path):
 
 
 def test_register_then_predict_from_the_registry(trained, reference, rendered):
-    uri, run_id = trained
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", uri, "--name", "digits-test"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
+    store, run_id = trained
+    uri = store.uri
+    done = store.run_process(
+        [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", uri, "--name", "digits-test"], timeout=300
     )
     assert done.returncode == 0, done.stderr
     assert f"registered model 'digits-test' version 1 from run {run_id}" in done.stdout
@@ -208,10 +186,10 @@ def test_register_then_predict_from_the_registry(trained, reference, rendered):
     # The best run again: it already is the champion, no second version.
     again = registry.register(uri, name="digits-test")
     assert again.already_champion and again.version.version in (1, "1")
-    assert len(mlflow.MlflowClient(uri).search_model_versions("name = 'digits-test'")) == 1
+    assert len(store.client().search_model_versions("name = 'digits-test'")) == 1
 
 
 def test_register_names_the_model_after_the_data_set(trained):
-    uri, run_id = trained
-    version = registry.register(uri, run_id=run_id).version
+    store, run_id = trained
+    version = registry.register(store.uri, run_id=run_id).version
     assert version.name == "mnist-classifier" and version.status == "READY" and version.run_id == run_id

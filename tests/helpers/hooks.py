@@ -1,0 +1,41 @@
+"""Code a launched ``run.py`` imports at start-up, for tests that change one
+thing inside it: a ``sitecustomize.py`` in a folder of the test's own, put
+first on the process's PYTHONPATH by ``hook_env``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# MLflow sets SQLite's lock wait to a fixed 20 s in every session it opens
+# (``PRAGMA busy_timeout = 20000`` in mlflow/store/db/utils.py), with no
+# setting to change it. A test that only needs a lock to be seen rewrites that
+# statement to wait ``$MNIST_TEST_SQLITE_WAIT_MS`` instead: what the run does
+# when the wait runs out is the same, only sooner.
+SHORT_SQLITE_LOCK_WAIT = """
+import os
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+
+@event.listens_for(Engine, "before_cursor_execute", retval=True)
+def _shorter_lock_wait(conn, cursor, statement, parameters, context, executemany):
+    if statement.startswith("PRAGMA busy_timeout"):
+        statement = f"PRAGMA busy_timeout = {int(os.environ['MNIST_TEST_SQLITE_WAIT_MS'])};"
+    return statement, parameters
+"""
+
+
+def hook_env(folder: Path, code: str, **env: str) -> dict[str, str]:
+    """Write ``code`` as ``folder/sitecustomize.py``; the environment a
+    launched process needs to import it (and ``env``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(code)
+    path = os.pathsep.join(part for part in (str(folder), os.environ.get("PYTHONPATH", "")) if part)
+    return {"PYTHONPATH": path, **env}
+
+
+def short_sqlite_lock_wait(folder: Path, milliseconds: int) -> dict[str, str]:
+    """The environment in which MLflow waits ``milliseconds`` for a locked SQLite store."""
+    return hook_env(folder, SHORT_SQLITE_LOCK_WAIT, MNIST_TEST_SQLITE_WAIT_MS=str(milliseconds))
