@@ -10,7 +10,6 @@ documentation's screenshot from a small real search:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from typing import Iterator
 if __package__ in (None, ""):  # run as a script (a make target): tests/ holds the helpers package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import TempStore, ui_browser  # noqa: E402
-from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 
 SERVER_START_S = 60
 STUDY_LINE = re.compile(r"study '(?P<name>[^']+)' \((?P<trials>\d+) trials\): (?P<url>http://127\.0\.0\.1:\d+/\S+)")
@@ -87,19 +85,17 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="dashboard-screenshot-") as tmp:
         store = TempStore(Path(tmp))
         storage = f"sqlite:///{store.root / 'optuna.db'}"
-        command = [
-            sys.executable,
-            str(PROJECT_ROOT / "run.py"),
+        done = store.run_py(
             "hparams_search=dense_search",
             f"hydra.sweeper.n_trials={trials}",
             f"hydra.sweeper.storage={storage}",
             "data=digits",
             "data.train_samples=null",
             "trainer.epochs=8",
-            *store.overrides(sweep_dir="sweep"),
-        ]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=env)
+            # The preset makes it a multirun without -m: TempStore would place a run's folder, not the sweep's.
+            f"hydra.sweep.dir={store.root / 'sweep'}",
+            timeout=1800,
+        )
         if done.returncode != 0:
             print((done.stdout + done.stderr)[-3000:], file=sys.stderr)
             return 1

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 if __package__ in (None, ""):  # run as a script (a make target): tests/ holds the helpers package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers import TempStore, skip_or_fail  # noqa: E402
-from mnist_runner.paths import PROJECT_ROOT  # noqa: E402
 
 # Debian's packages (`make install-e2e`); selenium then needs no driver download.
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,17 +84,9 @@ def free_port() -> int:
 def train(store: TempStore, *overrides: str, multirun: bool = False) -> str:
     """Real runs of ``python run.py`` into ``store`` (its own SQLite file,
     artifacts, Hydra and checkpoint dirs); returns what they printed."""
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        *(["-m"] if multirun else []),
-        *overrides,
-        *(store.overrides(sweep_dir="hydra") if multirun else store.overrides(run_dir="hydra")),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=store.root, env=env)
+    done = store.run_py(*overrides, multirun=multirun, timeout=900, sweep_dir="hydra")
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        raise RuntimeError(f"{' '.join(done.args)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
     return done.stdout + done.stderr
 
 

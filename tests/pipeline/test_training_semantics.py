@@ -81,12 +81,7 @@ def test_a_resumed_run_continues_from_the_checkpoints_weights_and_optimizer_stat
     with pytest.raises(KeyboardInterrupt):
         run_experiment(compose_config(overrides), callbacks=[CtrlCAfterEpoch()])
     assert signals.pending_stop() is None
-    client = store.client()
-    [stopped] = [
-        run
-        for run in client.search_runs([whole.experiment_id], "attributes.status = 'KILLED'")
-        if run.info.run_id != whole.run_id
-    ]
+    [stopped] = [run for run in store.runs() if run.info.status == "KILLED" and run.info.run_id != whole.run_id]
     run_id = stopped.info.run_id
     assert {p.name for p in (store.checkpoints / run_id).iterdir()} >= {"epoch-2.keras", "epoch-2.json"}
 
@@ -96,7 +91,7 @@ def test_a_resumed_run_continues_from_the_checkpoints_weights_and_optimizer_stat
 
     assert resumed.run_id == run_id
     assert list(resumed.history["epoch"]) == list(range(1, EPOCHS + 1))
-    assert client.get_run(run_id).data.tags["resumed_from_epoch"] == str(STOP_AFTER)
+    assert store.client().get_run(run_id).data.tags["resumed_from_epoch"] == str(STOP_AFTER)
     mine, theirs = resumed.history.set_index("epoch"), whole.history.set_index("epoch")
     first_new = STOP_AFTER + 1
     # Epoch 3 goes on from epoch 2's weights and optimizer state: what the

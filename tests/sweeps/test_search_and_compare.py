@@ -5,9 +5,6 @@ epochs), then ``mnist-compare`` on its runs with ``--sweep``, ``--all`` and
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -17,7 +14,7 @@ import pytest
 from helpers import REPORT_FILES, TempStore
 from helpers.store_copies import keep_tracking_uri
 
-from mnist_runner.paths import PROJECT_ROOT, RUNS_DIR
+from mnist_runner.paths import RUNS_DIR
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +26,7 @@ def search(tmp_path_factory):
     """(store, storage URL, experiment, parent run, child runs) of one finished search."""
     store = TempStore(tmp_path_factory.mktemp("two_objectives"))
     storage = f"sqlite:///{store.root / 'optuna.db'}"
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
+    done = store.run_py(
         "hparams_search=dense_search",
         "hydra.sweeper.objective=val_accuracy_and_gap",
         f"hydra.sweeper.n_trials={TRIALS}",
@@ -41,15 +36,12 @@ def search(tmp_path_factory):
         "data.train_samples=null",  # the preset's 10,000 is for MNIST
         "trainer.epochs=2",
         "tracking.system_metrics=false",
-        *store.overrides(sweep_dir="sweep"),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=store.root, env=env)
+        # The preset makes it a multirun without -m: TempStore would place a run's folder, not the sweep's.
+        f"hydra.sweep.dir={store.root / 'sweep'}",
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     client = store.client()
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    parents = [r for r in runs if r.data.tags.get("sweep_role") == "parent"]
-    children = [r for r in runs if r.data.tags.get("sweep_role") != "parent"]
+    parents, children = store.runs(role="parent"), store.runs(role="child")
     assert len(parents) == 1, [r.data.tags for r in parents]
     experiment = client.get_experiment(parents[0].info.experiment_id)
     return store, storage, experiment, parents[0], children

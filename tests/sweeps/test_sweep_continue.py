@@ -8,92 +8,48 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
-from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.tracking import runs_cli, sweep_records
 
 pytestmark = pytest.mark.e2e
 
 EPOCHS = 25
+# What every launch here adds after the test's own overrides.
+DIGITS = ("data=digits", "tracking.log_model=false")
 
 
-def command(store, *overrides: str, sweep_dir: str) -> list[str]:
-    return [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        *overrides,
-        "data=digits",
-        "tracking.log_model=false",
-        *store.overrides(sweep_dir=sweep_dir),
-    ]
+def run(store, *overrides: str, sweep_dir: str, multirun: bool = False, env=None) -> subprocess.CompletedProcess:
+    """``python run.py [-m] <overrides> DIGITS``, the sweep's Hydra output in
+    ``store.root / sweep_dir``."""
+    # Without -m (resume=<parent run id>, which run.py turns into the sweep's
+    # multirun) TempStore would place a run's folder, not the sweep's: named here.
+    place = () if multirun else (f"hydra.sweep.dir={store.root / sweep_dir}",)
+    return store.run_py(*overrides, *DIGITS, *place, multirun=multirun, sweep_dir=sweep_dir, env=env)
 
 
-def environment(**extra: str) -> dict[str, str]:
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **extra}
-
-
-def run(store, *overrides: str, sweep_dir: str, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command(store, *overrides, sweep_dir=sweep_dir),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=store.root,
-        env=env or environment(),
-    )
-
-
-def runs_of(uri: str, parent: bool) -> list:
-    """The store's sweep parent runs (``parent``), or every other run."""
-    client = MlflowClient(tracking_uri=uri)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments) if experiments else []
-    return [r for r in runs if (r.data.tags.get("sweep_role") == "parent") == parent]
-
-
-def children(uri: str) -> list:
-    return runs_of(uri, parent=False)
-
-
-def parents(uri: str) -> list:
-    return runs_of(uri, parent=True)
-
-
-def epochs_logged(uri: str, run_id: str) -> list[int]:
-    return sorted(m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, "loss"))
+def epochs_logged(store, run_id: str) -> list[int]:
+    return sorted(m.step for m in store.client().get_metric_history(run_id, "loss"))
 
 
 def stop_mid_sweep(store, signum: int, *overrides: str, finished: int = 1) -> subprocess.CompletedProcess:
     """Start a sweep; once ``finished`` of its runs have finished and another
     has logged 2 epochs (so it has a checkpoint), send ``signum`` to its whole
     process group, as a terminal's Ctrl-C does (or ``kill -9 -<pgid>``)."""
-    process = subprocess.Popen(
-        command(store, "-m", *overrides, sweep_dir="sweep"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=store.root,
-        env=environment(),
-        start_new_session=True,
-    )
+    process = store.start_py(*overrides, *DIGITS, multirun=True, sweep_dir="sweep", start_new_session=True)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-            if not store.db.exists():
-                continue
             try:
-                runs = children(store.uri)
+                runs = store.runs(role="child")
             except Exception:  # the store is being created
                 continue
             done = [r for r in runs if r.info.status == "FINISHED"]
-            busy = [r for r in runs if r.info.status == "RUNNING" and len(epochs_logged(store.uri, r.info.run_id)) >= 2]
+            busy = [r for r in runs if r.info.status == "RUNNING" and len(epochs_logged(store, r.info.run_id)) >= 2]
             if len(done) >= finished and busy:
                 os.killpg(process.pid, signum)
                 break
@@ -114,9 +70,9 @@ def check_continued(
     their own runs, each epoch logged once, and the report of every job."""
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    [parent] = parents(store.uri)
+    [parent] = store.runs(role="parent")
     assert parent.info.status == "FINISHED"
-    after = {r.info.run_id: r for r in children(store.uri)}
+    after = {r.info.run_id: r for r in store.runs(role="child")}
     assert len(after) == jobs and all(r.info.status == "FINISHED" for r in after.values())
     assert len({r.data.tags[sweep_records.TAG_JOB_KEY] for r in after.values()}) == jobs
     assert {r.data.tags["mlflow.parentRunId"] for r in after.values()} == {parent.info.run_id}
@@ -127,7 +83,7 @@ def check_continued(
             assert run.info.run_id in after
             assert int(after[run.info.run_id].data.tags["resumed_from_epoch"]) >= 1, run.info
     for run_id in after:
-        assert epochs_logged(store.uri, run_id) == list(range(1, EPOCHS + 1)), run_id
+        assert epochs_logged(store, run_id) == list(range(1, EPOCHS + 1)), run_id
     table = pd.read_csv(store.root / sweep_dir / "report" / "gap_report.csv")
     assert sorted(table["run_id"]) == sorted(after)
     assert f"overfitting-gap report ({jobs} runs;" in output
@@ -148,12 +104,12 @@ def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launch
     grid = [*launcher, "model.dropout=0.0,0.5", *values, f"trainer.epochs={EPOCHS}"]
     jobs = 2 * len(values[0].split("=")[1].split(","))
     stopped = stop_mid_sweep(tmp_store, signum, *grid)
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
     if signum == signal.SIGINT:
         assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in stopped.stdout
-    before = children(tmp_store.uri)
-    before_epochs = {r.info.run_id: len(epochs_logged(tmp_store.uri, r.info.run_id)) for r in before}
+    before = tmp_store.runs(role="child")
+    before_epochs = {r.info.run_id: len(epochs_logged(tmp_store, r.info.run_id)) for r in before}
     assert any(r.info.status == "FINISHED" for r in before) and len(before) < jobs + 2
 
     done = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")
@@ -168,43 +124,43 @@ def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launch
 def test_extending_a_sweep_runs_only_the_new_jobs_and_a_finished_one_trains_nothing(tmp_store):
     grid = ["model.dropout=0.0,0.5", "trainer.seed=1", f"trainer.epochs={EPOCHS}"]
     stopped = stop_mid_sweep(tmp_store, signal.SIGINT, *grid)
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
     assert f"python run.py resume={parent_id} tracking.uri={tmp_store.uri}" in stopped.stdout
 
-    stopped_runs = children(tmp_store.uri)
-    stopped_epochs = {r.info.run_id: len(epochs_logged(tmp_store.uri, r.info.run_id)) for r in stopped_runs}
+    stopped_runs = tmp_store.runs(role="child")
+    stopped_epochs = {r.info.run_id: len(epochs_logged(tmp_store, r.info.run_id)) for r in stopped_runs}
 
     # A changed fixed setting would make the runs incomparable: refused before any job.
     refused = run(tmp_store, f"resume={parent_id}", "trainer.batch_size=64", sweep_dir="refused")
     assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
     assert "trainer.batch_size=64" in refused.stderr and "incomparable" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-    states = {r.info.run_id: r.info.status for r in children(tmp_store.uri)}
+    states = {r.info.run_id: r.info.status for r in tmp_store.runs(role="child")}
     assert states == {r.info.run_id: r.info.status for r in stopped_runs}
-    assert parents(tmp_store.uri)[0].info.status == "KILLED"
+    assert tmp_store.runs(role="parent")[0].info.status == "KILLED"
 
     continued = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")
     check_continued(tmp_store, stopped_runs, stopped_epochs, 2, continued, "continued")
-    first = {r.info.run_id: r.info.end_time for r in children(tmp_store.uri)}
+    first = {r.info.run_id: r.info.end_time for r in tmp_store.runs(role="child")}
 
     extended = run(tmp_store, f"resume={parent_id}", "trainer.seed=1,2", sweep_dir="extended")
     output = extended.stdout + extended.stderr
     assert extended.returncode == 0, output[-3000:]
     assert "4 jobs: 2 finished (kept as they are), 0 interrupted (continued in their runs), 0 failed" in output
-    after = {r.info.run_id: r for r in children(tmp_store.uri)}
+    after = {r.info.run_id: r for r in tmp_store.runs(role="child")}
     assert len(after) == 4 and all(r.info.status == "FINISHED" for r in after.values())
     assert all(after[run_id].info.end_time == end for run_id, end in first.items())  # not trained again
     assert sorted(r.data.params["trainer.seed"] for r in after.values()) == ["1", "1", "2", "2"]
     assert len(pd.read_csv(tmp_store.root / "extended" / "report" / "gap_report.csv")) == 4
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     assert parent.info.run_id == parent_id and parent.info.status == "FINISHED"
     assert "trainer.seed=1,2" in parent.data.tags[sweep_records.TAG_OVERRIDES]
 
     again = run(tmp_store, f"resume={parent_id}", sweep_dir="again")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "has finished: nothing to train" in again.stdout + again.stderr
-    assert {r.info.run_id: r.info.end_time for r in children(tmp_store.uri)} == {
+    assert {r.info.run_id: r.info.end_time for r in tmp_store.runs(role="child")} == {
         run_id: run.info.end_time for run_id, run in after.items()
     }
 
@@ -244,14 +200,14 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
     hook = tmp_store.root / "full_disk"
     hook.mkdir(parents=True)
     (hook / "sitecustomize.py").write_text(FULL_DISK_FOR_ONE_SEED)
-    env = environment(FAIL_DROPOUT="0.5", PYTHONPATH=f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    grid = ["-m", "model.dropout=0.0,0.5", "trainer.seed=1,2", "trainer.epochs=3"]
+    env = {"FAIL_DROPOUT": "0.5", "PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    grid = ["model.dropout=0.0,0.5", "trainer.seed=1,2", "trainer.epochs=3"]
 
-    failed = run(tmp_store, *grid, sweep_dir="sweep", env=env)
+    failed = run(tmp_store, *grid, multirun=True, sweep_dir="sweep", env=env)
 
     output = failed.stdout + failed.stderr
     assert failed.returncode == 1, output[-3000:]
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
     assert "2 of 4 jobs did not finish" in output
     assert "model.dropout=0.5 trainer.seed=2 trainer.epochs=3 data=digits" in output
@@ -268,7 +224,7 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
     assert parent_id[:8] in listed and "FAILED" in listed
     assert [line.split()[-4:] for line in listed.splitlines() if parent_id[:8] in line] == [["2", "0", "2", "0"]]
 
-    before = {r.info.run_id: r for r in children(tmp_store.uri)}
+    before = {r.info.run_id: r for r in tmp_store.runs(role="child")}
     failed_runs = {r.info.run_id for r in before.values() if r.info.status == "FAILED"}
     assert len(failed_runs) == 2
 
@@ -280,7 +236,7 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
         "4 jobs: 2 finished (kept as they are), 0 interrupted (continued in their runs), 2 failed (run again), 0 to run"
         in output
     )
-    after = {r.info.run_id: r for r in children(tmp_store.uri)}
+    after = {r.info.run_id: r for r in tmp_store.runs(role="child")}
     new = set(after) - set(before)
     assert {after[run_id].data.tags[sweep_records.TAG_SUPERSEDES] for run_id in new} == failed_runs
     for run_id in failed_runs:  # kept, marked as superseded
@@ -292,13 +248,12 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
     table = pd.read_csv(tmp_store.root / "continued" / "report" / "gap_report.csv")
     assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
     assert not failed_runs & set(table["run_id"])
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags
 
 
 def test_a_search_continues_in_the_same_parent_run_and_study(tmp_store):
     search = [
-        "-m",
         "hydra/sweeper=optuna_search",
         "hydra.sweeper.n_trials=2",
         f"hydra.sweeper.storage=sqlite:///{tmp_store.root / 'optuna.db'}",
@@ -306,9 +261,9 @@ def test_a_search_continues_in_the_same_parent_run_and_study(tmp_store):
         "trainer.learning_rate=tag(log, interval(0.0001, 0.05))",
         "trainer.epochs=2",
     ]
-    first = run(tmp_store, *search, sweep_dir="search")
+    first = run(tmp_store, *search, multirun=True, sweep_dir="search")
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
-    [parent] = parents(tmp_store.uri)
+    [parent] = tmp_store.runs(role="parent")
     assert parent.data.tags[sweep_records.TAG_KIND] == "search"
 
     more = run(tmp_store, f"resume={parent.info.run_id}", "hydra.sweeper.n_trials=3", sweep_dir="more")
@@ -316,7 +271,7 @@ def test_a_search_continues_in_the_same_parent_run_and_study(tmp_store):
     output = more.stdout + more.stderr
     assert more.returncode == 0, output[-3000:]
     assert "study 'continued'" in output and "2 of 3 trials done" in output
-    [after] = parents(tmp_store.uri)
+    [after] = tmp_store.runs(role="parent")
     assert after.info.run_id == parent.info.run_id and after.info.status == "FINISHED"
-    runs = children(tmp_store.uri)
+    runs = tmp_store.runs(role="child")
     assert len(runs) == 3 and {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
