@@ -92,8 +92,6 @@ def main(argv: list[str]) -> int:
             "data=digits",
             "data.train_samples=null",
             "trainer.epochs=8",
-            # The preset makes it a multirun without -m: TempStore would place a run's folder, not the sweep's.
-            f"hydra.sweep.dir={store.root / 'sweep'}",
             timeout=1800,
         )
         if done.returncode != 0:

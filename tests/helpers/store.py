@@ -92,12 +92,14 @@ class TempStore:
         wrapper: tuple[str, ...] = (),
     ) -> list[str]:
         """``python run.py [-m] <overrides>`` logging into this store: Hydra's
-        output in ``root/run_dir`` (a run) or ``root/sweep_dir`` (``multirun``).
-        A place the overrides name themselves (another ``tracking.uri``, say)
-        is left as they name it. ``wrapper``: a command that runs it (as
+        output in ``root/run_dir`` (a run) or ``root/sweep_dir`` (a sweep).
+        Both are always given, as Hydra reads only the one of its mode, and a
+        command can be a sweep without ``-m`` (``resume=<parent run id>``, a
+        search preset). A place the overrides name themselves (another
+        ``tracking.uri``, say) is left as they name it. ``wrapper``: a command that runs it (as
         ``unshare ...`` runs it as on another host)."""
         given = {override.split("=", 1)[0].lstrip("+~") for override in overrides if "=" in override}
-        places = self.overrides(sweep_dir=sweep_dir) if multirun else self.overrides(run_dir=run_dir)
+        places = self.overrides(run_dir=run_dir, sweep_dir=sweep_dir)
         own = [place for place in places if place.split("=", 1)[0] not in given]
         return [*wrapper, sys.executable, str(PROJECT_ROOT / "run.py"), *(["-m"] if multirun else []), *overrides, *own]
 

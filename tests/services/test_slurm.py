@@ -263,9 +263,7 @@ def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continu
     assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in output
 
     # Continued: the same launcher (SLURM), the same parent, each job in its own run.
-    continued = tmp_store.run_py(
-        f"resume={parent_id}", f"hydra.sweep.dir={tmp_store.root / 'again'}", env=cluster.client_env()
-    )
+    continued = tmp_store.run_py(f"resume={parent_id}", sweep_dir="again", env=cluster.client_env())
     assert continued.returncode == 0, (continued.stdout + continued.stderr)[-3000:]
     assert len(list((tmp_store.root / "again" / "slurm").glob("*_*/*_0_log.out"))) == 2  # SLURM ran them
     parents, after = tmp_store.runs(role="parent"), tmp_store.runs(role="child")

@@ -36,8 +36,6 @@ def search(tmp_path_factory):
         "data.train_samples=null",  # the preset's 10,000 is for MNIST
         "trainer.epochs=2",
         "tracking.system_metrics=false",
-        # The preset makes it a multirun without -m: TempStore would place a run's folder, not the sweep's.
-        f"hydra.sweep.dir={store.root / 'sweep'}",
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     client = store.client()

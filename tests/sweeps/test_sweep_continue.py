@@ -12,6 +12,7 @@ import time
 
 import pandas as pd
 import pytest
+from helpers.hooks import hook_env
 
 from mnist_runner.tracking import runs_cli, sweep_records
 
@@ -25,10 +26,7 @@ DIGITS = ("data=digits", "tracking.log_model=false")
 def run(store, *overrides: str, sweep_dir: str, multirun: bool = False, env=None) -> subprocess.CompletedProcess:
     """``python run.py [-m] <overrides> DIGITS``, the sweep's Hydra output in
     ``store.root / sweep_dir``."""
-    # Without -m (resume=<parent run id>, which run.py turns into the sweep's
-    # multirun) TempStore would place a run's folder, not the sweep's: named here.
-    place = () if multirun else (f"hydra.sweep.dir={store.root / sweep_dir}",)
-    return store.run_py(*overrides, *DIGITS, *place, multirun=multirun, sweep_dir=sweep_dir, env=env)
+    return store.run_py(*overrides, *DIGITS, multirun=multirun, sweep_dir=sweep_dir, env=env)
 
 
 def epochs_logged(store, run_id: str) -> list[int]:
@@ -197,10 +195,7 @@ if os.environ.get("FAIL_DROPOUT"):
 
 
 def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_store, capsys):
-    hook = tmp_store.root / "full_disk"
-    hook.mkdir(parents=True)
-    (hook / "sitecustomize.py").write_text(FULL_DISK_FOR_ONE_SEED)
-    env = {"FAIL_DROPOUT": "0.5", "PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = hook_env(tmp_store.root / "full_disk", FULL_DISK_FOR_ONE_SEED, FAIL_DROPOUT="0.5")
     grid = ["model.dropout=0.0,0.5", "trainer.seed=1,2", "trainer.epochs=3"]
 
     failed = run(tmp_store, *grid, multirun=True, sweep_dir="sweep", env=env)
