@@ -204,8 +204,6 @@ def check_sweep(job_backends: Iterable[str], launcher_target: str) -> None:
     )
 
 
-def sweep_backends(config_name: str, jobs: Iterable[list[str]]) -> list[str]:
-    """The concrete backend of every job of a sweep (inside Hydra's context, as its callbacks run)."""
-    from hydra import compose
-
-    return [of_config(compose(config_name=config_name, overrides=job)) for job in jobs]
+def sweep_backends(job_configs: Iterable[Mapping]) -> list[str]:
+    """The concrete backend of every job of a sweep, from the jobs' composed configs."""
+    return [of_config(cfg) for cfg in job_configs]

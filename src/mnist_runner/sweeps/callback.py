@@ -131,7 +131,7 @@ class SweepCallback(Callback):
             if any(key.lstrip("+~").startswith("tracking.") for key in swept):
                 raise UserError("tracking.* cannot be swept: all jobs of a sweep log to one store and experiment")
             configs = validate_jobs(config_name or "config", jobs)
-            backend.check_sweep(backend.sweep_backends(config_name or "config", jobs), config.hydra.launcher._target_)
+            backend.check_sweep(backend.sweep_backends(configs), config.hydra.launcher._target_)
             open_sweep(config, overrides, swept, jobs, configs)
         except UserError as error:
             log.error("%s", error)
