@@ -1,5 +1,7 @@
 import pytest
 from helpers import TempStore
+from helpers.fake_runs import FakeStore, make_fake_store
+from helpers.store_copies import migrated_store
 from hydra import compose, initialize_config_dir
 
 from mnist_runner.config import compose as config
@@ -26,7 +28,17 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def tmp_store(tmp_path) -> TempStore:
-    """A temporary MLflow store, checkpoint and Hydra folder: ``tmp_path``."""
+    """A temporary MLflow store, checkpoint and Hydra folder: ``tmp_path``.
+    Its SQLite file is already created (a copy of a migrated one): MLflow's
+    migrations cost a first run 1-2 s, and only the tests of store creation
+    need to watch them (they use ``empty_store``)."""
+    return migrated_store(tmp_path)
+
+
+@pytest.fixture
+def empty_store(tmp_path) -> TempStore:
+    """``tmp_store`` without a store file yet: for a test that checks that a
+    command creates the store, or that a refused one creates nothing."""
     return TempStore(tmp_path)
 
 
@@ -52,3 +64,10 @@ def run_cli(tmp_store):
         return tmp_store.run_py(*overrides, timeout=timeout), given.get("tracking.uri", tmp_store.uri)
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def fake_store(tmp_path_factory) -> FakeStore:
+    """A store of hand-made runs (``helpers.fake_runs``), one per test module
+    (some tests delete runs from it)."""
+    return make_fake_store(tmp_path_factory.mktemp("fake_store"))

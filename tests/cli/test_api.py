@@ -45,8 +45,8 @@ def test_train_composes_presets_like_run_py():
         (["experiment=overfitting_gap"], "describe a sweep"),
     ],
 )
-def test_bad_overrides_raise_a_user_error_before_anything_runs(overrides, message, tmp_store):
+def test_bad_overrides_raise_a_user_error_before_anything_runs(overrides, message, empty_store):
     with pytest.raises(UserError) as raised:
-        train([*overrides, *tmp_store.overrides()])
+        train([*overrides, *empty_store.overrides()])
     assert message in str(raised.value)
-    assert not tmp_store.db.exists()
+    assert not empty_store.db.exists()

@@ -137,8 +137,8 @@ def test_a_run_stopped_as_it_starts_ends_and_can_be_resumed_as_offered(tmp_store
     assert tmp_store.client().get_run(stopped.run_id).info.status == "FINISHED"
 
 
-def test_tags_without_plus_get_a_hint(tmp_store):
-    done = tmp_store.run_py("data=digits", "tracking.tags={team: vision}", env=USER_ENV, timeout=120)
+def test_tags_without_plus_get_a_hint(empty_store):
+    done = empty_store.run_py("data=digits", "tracking.tags={team: vision}", env=USER_ENV, timeout=120)
     assert done.returncode == 2
     assert "Set tags with ++tracking.tags={team: vision} or +tracking.tags.team=vision" in done.stderr
-    assert not tmp_store.db.exists()  # nothing ran
+    assert not empty_store.db.exists()  # nothing ran

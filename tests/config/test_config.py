@@ -2,8 +2,9 @@ import subprocess
 import sys
 
 import pytest
-from hydra.errors import MissingConfigException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_runner.config import params, schema
 from mnist_runner.paths import CONFIG_DIR, DEFAULT_TRACKING_URI, EXPERIMENTS_DIR, PROJECT_ROOT
@@ -67,6 +68,27 @@ def test_experiments_set_the_course_and_keras_io_recipes(compose_cfg):
 
 def test_command_line_wins_over_experiment(compose_cfg):
     assert compose_cfg("experiment=course_cnn", "trainer.epochs=5").trainer.epochs == 5
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["++tracking.tags={team: vision, ticket: ML-42}"],
+        ["+tracking.tags.team=vision", "+tracking.tags.ticket=ML-42"],
+    ],
+)
+def test_user_tags_are_set_with_plus_plus_or_one_plus_per_key(compose_cfg, overrides):
+    cfg = compose_cfg(*overrides, 'tracking.description="first try"')
+    assert dict(cfg.tracking.tags) == {"team": "vision", "ticket": "ML-42"}
+    assert cfg.tracking.description == "first try"
+    schema.validate(cfg)
+
+
+@pytest.mark.parametrize("override", ["tracking.tags={team: vision}", "tracking.tags.team=vision"])
+def test_plain_tags_override_is_refused_by_struct_mode(compose_cfg, override):
+    # run.py then adds the hint (tests/cli/test_interrupt_and_quiet.py checks it).
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        compose_cfg(override)
 
 
 def test_unknown_experiment_fails_and_lists_the_known_ones(compose_cfg):

@@ -1,6 +1,8 @@
 """Each default is defined once: the schema's dataclasses. The YAML files in
 conf/ repeat every key with a comment; these tests make sure the two cannot
-disagree, and that derived paths agree with the config."""
+disagree, and that derived paths agree with the config. Also: the
+experiment is the data set's unless the command line names one, and the
+defaults of the user tags, description, system metrics and ``verbose``."""
 
 import dataclasses
 
@@ -60,6 +62,26 @@ def test_the_default_store_is_the_paths_module_store(compose_cfg):
     cfg = compose_cfg()
     assert cfg.tracking.uri == DEFAULT_TRACKING_URI == f"sqlite:///{PROJECT_ROOT}/runs/mlflow.db"
     assert cfg.trainer.checkpoint_dir == str(PROJECT_ROOT / "runs" / "checkpoints")
+
+
+@pytest.mark.parametrize("data", sorted(DATASETS))
+def test_the_experiment_is_the_data_set_by_default(compose_cfg, data):
+    cfg = compose_cfg(f"data={data}")
+    assert cfg.tracking.experiment == data
+
+
+def test_tracking_experiment_still_overrides_the_default(compose_cfg):
+    assert compose_cfg("data=digits", "tracking.experiment=x").tracking.experiment == "x"
+
+
+def test_defaults_of_tags_description_system_metrics_and_verbose(compose_cfg):
+    cfg = compose_cfg()
+    assert dict(cfg.tracking.tags) == {}
+    assert cfg.tracking.description is None
+    assert cfg.tracking.system_metrics is True
+    assert cfg.tracking.system_metrics_interval == 10
+    assert cfg.verbose is False
+    schema.validate(cfg)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

@@ -41,6 +41,21 @@ def test_digits_take_no_path(compose_cfg):
         schema.validate(compose_cfg("data=digits", "data.path=x.npz"))
 
 
+@pytest.mark.parametrize("interval", ["0.5", "0", "-3"])
+def test_a_system_metrics_interval_under_one_second_is_refused(compose_cfg, interval):
+    with pytest.raises(schema.ConfigError, match="tracking.system_metrics_interval.*at least 1"):
+        schema.validate(compose_cfg(f"tracking.system_metrics_interval={interval}"))
+
+
+def test_a_system_metrics_interval_of_one_second_is_allowed(compose_cfg):
+    schema.validate(compose_cfg("tracking.system_metrics_interval=1", "tracking.system_metrics=false"))
+
+
+def test_a_tag_value_longer_than_mlflow_keeps_is_refused(compose_cfg):
+    with pytest.raises(schema.ConfigError, match="tracking.tags.note"):
+        schema.validate(compose_cfg(f"+tracking.tags.note={'x' * 8001}"))
+
+
 def test_redact_masks_credentials():
     config = {
         "tracking": {"uri": "http://alice:s3cret@host:5000", "api_token": "abc", "experiment": "mnist"},

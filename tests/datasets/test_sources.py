@@ -1,6 +1,9 @@
-"""Data sources on small synthetic data sets written by the tests."""
+"""Data sources on small synthetic data sets written by the tests, and what
+they log while one after the other has no data."""
 
 import dataclasses
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -181,3 +184,35 @@ def test_a_loaded_data_set_is_kept_for_the_next_job_and_read_only():
     assert load_dataset("digits") is first
     with pytest.raises(ValueError, match="read-only"):
         first.x_train[0, 0, 0] = 1
+
+
+def test_a_data_source_without_the_data_is_progress_not_a_warning(tmp_path, monkeypatch, caplog):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8),
+        "y_train": (np.arange(20) % 10).astype(np.uint8),
+        "x_test": rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8),
+        "y_test": (np.arange(10) % 10).astype(np.uint8),
+    }
+    spec = dataclasses.replace(
+        sources.MNIST,
+        name="synthetic",
+        sha256={split: idx_sha256(arrays[split]) for split in SPLITS},
+        fallback=lambda: arrays,
+        fallback_name="test fallback",
+    )
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+    def offline(spec):
+        raise SourceUnavailable("offline in tests")
+
+    monkeypatch.setattr(sources, "from_keras_download", offline)
+    with caplog.at_level(logging.INFO, logger=sources.__name__):
+        _, source, _ = sources.load_verified(spec, None, tmp_path / "cache")
+
+    assert source == "test fallback"
+    progress = [r.getMessage() for r in caplog.records if "has none" in r.getMessage()]
+    assert len(progress) == 3, caplog.text
+    assert re.fullmatch(r"synthetic: cache .*synthetic\.npz has none \(.*not found\); trying keras cache", progress[0])
+    assert progress[-1] == "synthetic: keras download has none (offline in tests); trying test fallback"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -42,13 +42,22 @@ def keep_tracking_uri(monkeypatch) -> None:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
+def migrated_store(root: Path) -> TempStore:
+    """A ``TempStore`` in ``root`` whose SQLite file exists already, as after a
+    first run: a copy of the template. ``run.py`` opens it as it opens any
+    store (creating its experiment); a test of what happens where there is
+    no store yet uses ``TempStore(root)`` itself."""
+    temp = TempStore(root)
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store_template(), temp.db)
+    return temp
+
+
 def open_store(root: Path, monkeypatch, experiment: str = "exp") -> tuple[TempStore, str]:
     """A new store in ``root`` (a copy of the template), connected to as the
     project does; the store and the id of ``experiment`` in it."""
     from mnist_runner.tracking import store
 
     keep_tracking_uri(monkeypatch)
-    temp = TempStore(root)
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(store_template(), temp.db)
+    temp = migrated_store(root)
     return temp, store.connect(temp.uri, experiment, str(temp.artifacts))

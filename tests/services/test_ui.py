@@ -48,6 +48,12 @@ def test_prints_the_chart_url_of_the_experiment_and_serves_the_store_on_localhos
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
 
 
+def test_the_ui_server_logs_warnings_only():
+    command = ui.server_command("sqlite:////tmp/x/mlflow.db", 5000)
+    at = command.index("--uvicorn-opts")
+    assert command[at + 1] == "--log-level warning"
+
+
 def test_a_new_store_gets_its_folder_and_the_root_url(tmp_path, no_exec, capsys):
     store = tmp_path / "new" / "mlflow.db"
     port = free_port()

@@ -4,8 +4,13 @@ and the model registry (``mnist_runner.registry``), on one real MNIST run.
 The reference is the model's own prediction on the MNIST test arrays: the
 same digits written as PNG files, light on dark, dark on light, in another
 size and on a non-square canvas, must come back with the same predictions.
+
+Predict's choice of model without a registered champion, and its warning
+for a model not trained on digits, are checked on a store of hand-made runs
+(``helpers.fake_runs``), without training.
 """
 
+import logging
 import sys
 
 import mlflow
@@ -17,6 +22,7 @@ from PIL import Image
 from mnist_runner.datasets.loader import load_dataset
 from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.serving import logged_models, predict, registry
+from mnist_runner.serving.predict import choose_model
 from mnist_runner.tracking.store import TrackingError
 
 DIGITS = 200  # MNIST test images rendered per variant
@@ -193,3 +199,22 @@ def test_register_names_the_model_after_the_data_set(trained):
     store, run_id = trained
     version = registry.register(store.uri, run_id=run_id).version
     assert version.name == "mnist-classifier" and version.status == "READY" and version.run_id == run_id
+
+
+# --- predict's choice on a store of hand-made runs ------------------------------
+
+
+def test_predict_takes_the_best_run_when_no_champion_is_registered(fake_store, caplog):
+    with caplog.at_level(logging.WARNING):
+        choice = choose_model(fake_store.uri, data="digits")
+    assert fake_store.ids["digits-best"] in choice.description
+    assert choice.model_input.shape == (8, 8) and choice.model_input.pixel_max == 16
+    assert "not on digits" not in caplog.text
+
+
+def test_predict_warns_when_the_model_was_not_trained_on_digits(fake_store, caplog):
+    with caplog.at_level(logging.WARNING):
+        choice = choose_model(fake_store.uri, data="fashion_mnist")
+    assert fake_store.ids["fashion"] in choice.description
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "fashion_mnist" in r.getMessage()]
+    assert warned and "not on digits" in warned[0].getMessage()

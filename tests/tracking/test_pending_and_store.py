@@ -1,6 +1,7 @@
 """Final states kept while the store cannot be written (``pending``), and
 opening or creating a SQLite store (``store``): atomic creation, one-line
-errors, concurrent creation."""
+errors, the experiments it opens (in the UI's model-training view, on a
+store of hand-made runs: ``helpers.fake_runs``), concurrent creation."""
 
 from __future__ import annotations
 
@@ -259,6 +260,15 @@ def test_reading_a_missing_store_creates_nothing(tmp_path):
         store.open_existing(f"sqlite:///{path}")
     assert f"sqlite:///{path}: no MLflow store there" in str(error.value)
     assert not path.parent.exists()
+
+
+# ---------------------------------------------------------------- the experiments it opens
+
+
+def test_experiments_open_in_the_model_training_view(fake_store):
+    client = fake_store.client()
+    for name in ("mixed", "digits", "fashion_mnist"):
+        assert client.get_experiment_by_name(name).tags.get("mlflow.experimentKind") == "custom_model_development"
 
 
 # ---------------------------------------------------------------- many processes at once
