@@ -18,11 +18,11 @@ import textwrap
 
 import pytest
 from helpers import REQUIRE_OPTIONAL, skip_or_fail
+from helpers.store_copies import keep_tracking_uri
 from PIL import Image
 
 from mnist_runner.config import backend
 from mnist_runner.errors import UserError
-from mnist_runner.paths import PROJECT_ROOT
 from mnist_runner.tracking import provenance
 
 CORE = ["tensorflow", "jax"]  # what `make install` installs: every feature is tested on both
@@ -286,11 +286,13 @@ def digit_png(folder, index=0):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", NOT_TF_WITH_TORCH)
-def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp_store, name):
+def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp_store, name, capsys, monkeypatch):
     """bfloat16 training, the gap, checkpoints, tags, the logged model with
-    its requirements; then the registry and predict.py load that model in
-    processes that run Keras on TensorFlow. On TensorFlow: test_run_e2e.py,
-    test_predict.py, test_precision.py and the requirements test above."""
+    its requirements; then the registry and predict.py's ``main`` load that
+    model in this test's process, where Keras runs on TensorFlow (the
+    commands' own exit codes and output are tested in test_predict.py). On
+    TensorFlow: test_run_e2e.py, test_predict.py, test_precision.py and the
+    requirements test above."""
     done = tmp_store.run_py(
         f"backend={name}",
         "trainer.precision=mixed_bfloat16",
@@ -316,6 +318,7 @@ def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp
 
     from mnist_runner.serving import logged_models
 
+    keep_tracking_uri(monkeypatch)
     mlflow.set_tracking_uri(tmp_store.uri)
     _, model = logged_models.run_with_model(client, run_id)
     requirements_file = mlflow.pyfunc.get_model_dependencies(model.model_uri)
@@ -323,21 +326,19 @@ def test_a_run_records_everything_and_its_model_loads_on_the_default_backend(tmp
     assert any(line.startswith("keras==") for line in requirements)
     assert any(line.startswith(f"{name}==") for line in requirements), requirements
 
+    import keras
+
+    from mnist_runner.serving import predict, registry
+
+    assert keras.backend.backend() == "tensorflow", "the model must load where Keras runs another backend"
     image, digit = digit_png(tmp_store.root)
-    registered = tmp_store.run_process(
-        [sys.executable, "-m", "mnist_runner.serving.registry", "--uri", tmp_store.uri, "--run", run_id, "--name", "m"],
-        env=NO_BACKEND,
-        timeout=300,
-    )
-    assert registered.returncode == 0, registered.stderr[-2000:]
+    capsys.readouterr()
+    assert registry.main(["--uri", tmp_store.uri, "--run", run_id, "--name", "m"]) == 0
     for which in (["--run", run_id], ["--model-uri", "models:/m@champion"]):
-        predicted = tmp_store.run_process(
-            [sys.executable, str(PROJECT_ROOT / "predict.py"), str(image), *which, "--uri", tmp_store.uri],
-            env=NO_BACKEND,
-            timeout=300,
-        )
-        assert predicted.returncode == 0, predicted.stderr[-2000:]
-        assert predicted.stdout.splitlines()[1].split()[1] == str(digit), predicted.stdout
+        capsys.readouterr()
+        assert predict.main([str(image), *which, "--uri", tmp_store.uri]) == 0
+        printed = capsys.readouterr().out
+        assert printed.splitlines()[1].split()[1] == str(digit), printed
 
 
 @pytest.mark.e2e
