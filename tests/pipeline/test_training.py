@@ -72,6 +72,40 @@ def test_gap_uses_inference_mode_training_accuracy():
     assert logs["train_eval_accuracy"] != logs["accuracy"]
 
 
+def traces_of_the_evaluation(gap: bool) -> int:
+    """How often TensorFlow traced the evaluation step while a small model
+    trained 3 epochs with validation, with or without ``GapMetrics``: the
+    step's Python code runs once per trace. Sizes as in a run, where no
+    part is a multiple of the batch: every batch shape is then unknown."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(2).integers(0, 255, size=(256, 4, 4)).astype("uint8")
+    y = keras.utils.to_categorical(np.arange(256) % 3, 3)  # float64, as fit's labels are
+    model = keras.Sequential([keras.Input((4, 4)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    compile_model(model, "sgd", 0.01)
+    traced = []
+    step = model.test_step
+    model.test_step = lambda data: traced.append(1) or step(data)
+    callbacks = [GapMetrics(x[:100], y[:100], batch_size=64)] if gap else []
+    model.fit(
+        x[:150],
+        y[:150],
+        validation_data=(x[150:], y[150:]),
+        validation_batch_size=64,
+        epochs=3,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    return len(traced)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tracing is TensorFlow's")
+def test_the_gap_evaluates_with_the_validation_s_traced_function():
+    """The re-evaluation gives the evaluation the same input types as
+    validation, so it adds no trace of its own (one is ~0.15 s per run)."""
+    assert traces_of_the_evaluation(gap=True) == traces_of_the_evaluation(gap=False) > 0
+
+
 @pytest.mark.slow
 def test_fit_returns_a_history_per_epoch_counted_from_one():
     keras.utils.set_random_seed(0)
