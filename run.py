@@ -86,21 +86,26 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     activate(run_backend(cfg, resume_id), deterministic=cfg.trainer.deterministic)  # before anything imports Keras
     global LAST_TRACKING_URI
     LAST_TRACKING_URI = cfg.tracking.uri
-    runtime.import_keras(cfg.verbose)
-    from mnist_runner.pipeline.experiment import run_experiment
+    # Planned before Keras loads (it needs only the store and the checkpoint
+    # files): a resume that is refused is refused in a second, not after
+    # TensorFlow's import.
     from mnist_runner.pipeline.resume import plan_resume
 
+    planned = None
     if cfg.resume:
-        stored, resume = plan_resume(cfg, cfg.resume, overrides)
-        return run_experiment(stored, resume=resume)
-    if resume_id:  # a sweep's interrupted job: its run's own config, as the job key says it is
+        planned = plan_resume(cfg, cfg.resume, overrides)
+    elif resume_id:  # a sweep's interrupted job: its run's own config, as the job key says it is
         try:
-            stored, resume = plan_resume(cfg, resume_id)
+            planned = plan_resume(cfg, resume_id)
         except errors.UserError as cannot:  # e.g. its checkpoints are gone: the job runs again
             log.warning("run %s cannot be continued (%s); the job runs again in a new run", resume_id, cannot)
             step = {"action": continuation.RERUN, "run_id": resume_id}
-        else:
-            return run_experiment(stored, resume=resume)
+    runtime.import_keras(cfg.verbose)
+    from mnist_runner.pipeline.experiment import run_experiment
+
+    if planned is not None:
+        stored, resume = planned
+        return run_experiment(stored, resume=resume)
     from mnist_runner.sweeps.pruning import trial_callbacks
 
     tags = {"sweep_id": sweep.sweep_id, sweep_records.TAG_JOB_KEY: key} if sweep else None

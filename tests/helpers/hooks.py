@@ -39,3 +39,25 @@ def hook_env(folder: Path, code: str, **env: str) -> dict[str, str]:
 def short_sqlite_lock_wait(folder: Path, milliseconds: int) -> dict[str, str]:
     """The environment in which MLflow waits ``milliseconds`` for a locked SQLite store."""
     return hook_env(folder, SHORT_SQLITE_LOCK_WAIT, MNIST_TEST_SQLITE_WAIT_MS=str(milliseconds))
+
+
+# Says at exit whether the process imported Keras (or TensorFlow): for a test
+# that a command refused its input before paying for that import.
+REPORT_KERAS_IMPORT = """
+import atexit
+import sys
+
+
+def _report():
+    imported = "keras" in sys.modules or "tensorflow" in sys.modules
+    print("KERAS_IMPORTED" if imported else "KERAS_NOT_IMPORTED", file=sys.stderr, flush=True)
+
+
+atexit.register(_report)
+"""
+
+
+def report_keras_import(folder: Path) -> dict[str, str]:
+    """The environment in which a launched process prints ``KERAS_IMPORTED``
+    or ``KERAS_NOT_IMPORTED`` to its standard error as it exits."""
+    return hook_env(folder, REPORT_KERAS_IMPORT)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mnist_runner.pipeline import checkpoints
-from mnist_runner.pipeline.checkpoints import EpochCheckpoint, complete_epochs, find
+from mnist_runner.pipeline import checkpoint_callback
+from mnist_runner.pipeline.checkpoint_callback import EpochCheckpoint
+from mnist_runner.pipeline.checkpoints import complete_epochs, find
 
 WEIGHTS = b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8
 
@@ -162,7 +163,7 @@ def test_the_callback_keeps_the_two_newest_each_with_the_whole_history(tmp_path)
     assert json.loads((folder / "epoch-2.json").read_text()) == expected[:2]
     found, skipped = find(folder)  # what Keras wrote passes the integrity check
     assert (found.epochs_done, found.history, skipped) == (3, expected, [])
-    assert checkpoints.load_model(found).count_params() == 3
+    assert checkpoint_callback.load_model(found).count_params() == 3
 
 
 def test_a_resumed_callback_continues_the_history(tmp_path):

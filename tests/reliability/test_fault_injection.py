@@ -18,7 +18,7 @@ import psutil
 import pytest
 from helpers import TempStore, skip_or_fail
 from helpers.fault_injection import concurrent_first_use, kill_then_resume, random_moment, trial_ok
-from helpers.hooks import short_sqlite_lock_wait
+from helpers.hooks import report_keras_import, short_sqlite_lock_wait
 
 from mnist_runner.tracking.store import ensure_sqlite_store
 
@@ -319,15 +319,18 @@ def test_resume_falls_back_from_a_corrupt_checkpoint_and_applies_more_epochs(tmp
 
 def test_resume_refuses_a_change_that_would_make_another_run(tmp_store):
     run_id = interrupted_run(tmp_store, epochs=4, kill_after_epoch=2)
-    done = tmp_store.run_py(f"resume={run_id}", "trainer.batch_size=64", run_dir="hydra-resumed")
+    reports = report_keras_import(tmp_store.root / "report_imports")
+    done = tmp_store.run_py(f"resume={run_id}", "trainer.batch_size=64", run_dir="hydra-resumed", env=reports)
     assert done.returncode == 2
     assert "trainer.batch_size cannot change" in one_line_error(done)
+    assert "KERAS_NOT_IMPORTED" in done.stderr, "refused only after loading Keras"
     for path in (tmp_store.checkpoints / run_id).iterdir():
         if path.suffix == ".json":
             path.write_text("{not json")
-    done = tmp_store.run_py(f"resume={run_id}", run_dir="hydra-resumed-2")
+    done = tmp_store.run_py(f"resume={run_id}", run_dir="hydra-resumed-2", env=reports)
     assert done.returncode == 2
     assert "cannot be continued" in one_line_error(done)
+    assert "KERAS_NOT_IMPORTED" in done.stderr
 
 
 def test_no_credential_reaches_the_disk(tmp_path):

@@ -12,6 +12,10 @@ unreadable has an earlier one to fall back on. The checkpoint is written
 before the epoch is logged to MLflow, so a resume can log an epoch whose
 logging was cut short, and never logs one twice. A run that finishes
 removes its checkpoints (the model is in MLflow by then).
+
+This module reads and writes the files and needs no Keras, so that a resume
+that cannot go on is refused before Keras loads; ``checkpoint_callback``
+holds the Keras side (the callback that saves, and loading a model).
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +42,6 @@ class Checkpoint:
     epochs_done: int
     model_file: Path
     history: list[dict]  # one row per epoch, ``epoch`` counted from 1
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Writes epoch N's checkpoint at the end of epoch N (before the MLflow
-    logger sees it). ``history`` holds the rows of epochs done before this
-    training started (a resumed run)."""
-
-    def __init__(self, folder: Path, history: list[dict] | None = None):
-        super().__init__()
-        self.folder = folder
-        self.history = list(history or [])
-
-    def on_train_begin(self, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_partial_files(self.folder)
-
-    def on_epoch_end(self, epoch, logs=None):
-        done = epoch + 1
-        self.history.append({"epoch": done, **{key: float(value) for key, value in (logs or {}).items()}})
-        write_atomically(self.folder / f"epoch-{done}.json", json.dumps(self.history).encode())
-        partial = self.folder / f"epoch-{done}.part.keras"  # Keras insists on the .keras suffix
-        self.model.save(partial)
-        os.replace(partial, self.folder / f"epoch-{done}.keras")
-        for older in complete_epochs(self.folder)[KEEP:]:
-            for suffix in (".keras", ".json"):
-                (self.folder / f"epoch-{older}{suffix}").unlink(missing_ok=True)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -133,11 +109,6 @@ def unreadable(folder: Path, epoch: int) -> str | None:
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         return f"epoch-{epoch}.keras is corrupt ({error})"
     return None
-
-
-def load_model(checkpoint: Checkpoint) -> keras.Model:
-    """The compiled model of ``checkpoint``, optimizer state included."""
-    return keras.saving.load_model(checkpoint.model_file, safe_mode=True)
 
 
 def remove(folder: Path) -> None:

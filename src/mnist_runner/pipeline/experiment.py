@@ -29,6 +29,7 @@ from mnist_runner.datasets.loader import Dataset, load_dataset
 from mnist_runner.errors import UserError
 from mnist_runner.paths import DATA_CACHE_DIR
 from mnist_runner.pipeline import checkpoints
+from mnist_runner.pipeline.checkpoint_callback import EpochCheckpoint
 from mnist_runner.pipeline.model_card import model_card
 from mnist_runner.pipeline.models import build_model
 from mnist_runner.pipeline.preprocess import fit_preprocessing
@@ -165,7 +166,7 @@ def train(
     # The checkpoint before the logger: a resume can then log an epoch
     # whose logging was cut short, and never logs one twice.
     done_rows = resume.checkpoint.history if resume and resume.checkpoint else []
-    all_callbacks = [checkpoints.EpochCheckpoint(folder, done_rows)] if folder else []
+    all_callbacks = [EpochCheckpoint(folder, done_rows)] if folder else []
     all_callbacks += [EpochLogger(), *callbacks]
     try:
         fitted = fit(

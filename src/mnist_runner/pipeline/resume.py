@@ -9,6 +9,10 @@ A run can be resumed however it ended: Ctrl-C, SIGTERM, a failure, or a
 process that was killed outright (the next command that opens the store
 marks such a run KILLED; see ``tracking.liveness``). A run stopped before its
 first checkpoint starts again from the beginning, in the same run.
+
+Planning needs no Keras (``plan_resume`` reads the store and the checkpoint
+files): ``run.py`` plans before it imports Keras, so a resume that is
+refused is refused in about a second.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import keras
 import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
@@ -26,6 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_runner.errors import UserError
 from mnist_runner.pipeline import checkpoints
 from mnist_runner.tracking import run_history
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 MISSING = object()
@@ -61,7 +67,9 @@ class Resume:
 
     def load_model(self) -> keras.Model:
         """The compiled model, optimizer state included, as it was after ``epochs_done`` epochs."""
-        return checkpoints.load_model(self.checkpoint)
+        from mnist_runner.pipeline.checkpoint_callback import load_model
+
+        return load_model(self.checkpoint)
 
 
 def plan_resume(cfg: DictConfig, run_id: str, overrides: Sequence[str] = ()) -> tuple[DictConfig, Resume]:
