@@ -6,6 +6,7 @@ from importlib.metadata import version
 import mlflow
 import pandas as pd
 import pytest
+from helpers.store_copies import migrated_store
 
 pytestmark = pytest.mark.e2e
 
@@ -74,11 +75,17 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_store):
     assert not (tmp_store.checkpoints / run_id).exists(), "a finished run removes its checkpoint"
 
 
-def test_resume_of_unknown_run(tmp_store):
-    done = tmp_store.run_py("resume=0123456789abcdef0123456789abcdef")
+def test_resume_of_unknown_run(empty_store, tmp_path):
+    done = empty_store.run_py("resume=0123456789abcdef0123456789abcdef")
     assert done.returncode == 2
     assert "resume=0123456789abcdef0123456789abcdef: " in done.stdout + done.stderr
     assert "no MLflow store there" in done.stdout + done.stderr
+    assert not empty_store.db.exists()
+
+    store = migrated_store(tmp_path / "existing")  # a store without that run
+    done = store.run_py("resume=0123456789abcdef0123456789abcdef")
+    assert done.returncode == 2
+    assert f"resume=0123456789abcdef0123456789abcdef: no such run in {store.uri}" in done.stdout + done.stderr
 
 
 def test_diverging_loss_fails_the_run_with_its_reason(tmp_store):
