@@ -86,22 +86,13 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     activate(run_backend(cfg, resume_id), deterministic=cfg.trainer.deterministic)  # before anything imports Keras
     global LAST_TRACKING_URI
     LAST_TRACKING_URI = cfg.tracking.uri
-    # Planned before Keras loads (it needs only the store and the checkpoint
-    # files): a resume that is refused is refused in a second, not after
-    # TensorFlow's import.
-    from mnist_runner.pipeline.resume import plan_resume
-
-    planned = None
-    if cfg.resume:
-        planned = plan_resume(cfg, cfg.resume, overrides)
-    elif resume_id:  # a sweep's interrupted job: its run's own config, as the job key says it is
-        try:
-            planned = plan_resume(cfg, resume_id)
-        except errors.UserError as cannot:  # e.g. its checkpoints are gone: the job runs again
-            log.warning("run %s cannot be continued (%s); the job runs again in a new run", resume_id, cannot)
-            step = {"action": continuation.RERUN, "run_id": resume_id}
-    runtime.import_keras(cfg.verbose)
-    from mnist_runner.pipeline.experiment import run_experiment
+    # Loading what a run needs makes next to no garbage, and what it loads
+    # lives as long as the process: see runtime.collection_paused.
+    with runtime.collection_paused():
+        planned, step = plan(cfg, overrides, resume_id, step)
+        runtime.import_keras(cfg.verbose)
+        from mnist_runner.pipeline.experiment import run_experiment
+    runtime.freeze_loaded_objects()
 
     if planned is not None:
         stored, resume = planned
@@ -119,6 +110,23 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         extra_tags=tags,
         callbacks=trial_callbacks(cfg),
     )
+
+
+def plan(cfg: DictConfig, overrides: list[str], resume_id: str | None, step: dict) -> tuple[tuple | None, dict]:
+    """The resume to do, if any, and the job's step. Planned before Keras
+    loads (it needs only the store and the checkpoint files): a resume that
+    is refused is refused in a second, not after TensorFlow's import."""
+    from mnist_runner.pipeline.resume import plan_resume
+
+    if cfg.resume:
+        return plan_resume(cfg, cfg.resume, overrides), step
+    if resume_id:  # a sweep's interrupted job: its run's own config, as the job key says it is
+        try:
+            return plan_resume(cfg, resume_id), step
+        except errors.UserError as cannot:  # e.g. its checkpoints are gone: the job runs again
+            log.warning("run %s cannot be continued (%s); the job runs again in a new run", resume_id, cannot)
+            return None, {"action": continuation.RERUN, "run_id": resume_id}
+    return None, step
 
 
 def run_backend(cfg: DictConfig, resume_id: str | None) -> str:
