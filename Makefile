@@ -6,6 +6,8 @@ PORT ?= 5000
 SERVER_PORT ?= 5001
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 ARGS ?=
+# Test processes for `make test`: pytest-xdist's workers, one per core by default; 0 runs them in one process.
+TEST_WORKERS ?= auto
 # What the tests marked browser, server and slurm start for real.
 E2E_PACKAGES := chromium chromium-driver postgresql slurm-wlm munge faketime
 # The Keras backends `make install` installs (pyproject.toml's extras): TensorFlow
@@ -61,8 +63,8 @@ sweep: ## The overfitting-gap sweep on MNIST (16 configurations x 3 seeds): expe
 compare: ## Gap report of the latest sweep; ARGS="--sweep ID" or ARGS="--all --experiment mnist"
 	$(BIN)/python -m mnist_runner.sweeps.compare $(ARGS)
 
-test: ## The whole test suite, what CI runs
-	$(BIN)/python -m pytest
+test: ## The whole test suite, what CI runs: TEST_WORKERS=auto (one per core) or a number, 0 for one process
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: ## The tests not marked slow, which neither train nor start processes: the edit-test loop
 	$(BIN)/python -m pytest -m "not slow"

@@ -19,11 +19,32 @@ SLOW_FIXTURES = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
-def pytest_collection_modifyitems(items):
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark, and before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(item.get_closest_marker(name) for name in IMPLY_SLOW) or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        if shares_a_module_fixture(item):
+            # One worker runs the module's tests that share it: it is built once.
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    if config.getoption("dist", "no") != "no":
+        # Under pytest-xdist the slow tests go out first, so that none of
+        # them is left to run alone on one worker at the end.
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def shares_a_module_fixture(item) -> bool:
+    """Whether the test uses one of the suite's fixtures built once per
+    module (a trained run, a server, a SLURM cluster); pytest's own
+    (``tmp_path_factory``) have no ``baseid``. pytest has no public view of
+    a test's fixtures' scopes before they are set up, so this reads the one
+    its plugins read; without it every test is on its own."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(
+        fixture.baseid and fixture.scope in ("module", "package", "session")
+        for defs in definitions.values()
+        for fixture in defs
+    )
 
 
 @pytest.fixture

@@ -120,6 +120,8 @@ def test_parallel_sweep_is_recorded_on_the_server(server, tmp_path):
 
 
 def test_start_stop_and_status_are_idempotent(server, capsys):
+    on_server = TempStore(server.root, server_uri=server.tracking_uri)
+    kept = on_server.client().create_experiment(f"kept-{time.monotonic_ns()}")  # its own: no other test's
     pid = tracking_server.mlflow_pid(server)
     assert tracking_server.start(server) == server.tracking_uri
     assert "already running" in capsys.readouterr().out
@@ -150,8 +152,7 @@ def test_start_stop_and_status_are_idempotent(server, capsys):
     print(f"\nwarm start (PostgreSQL + MLflow on the existing cluster): {time.monotonic() - started:.1f} s")
     state = tracking_server.status(server)
     assert state["mlflow_healthy"] and state["postgres"]
-    on_server = TempStore(server.root, server_uri=server.tracking_uri)
-    assert on_server.client().get_experiment_by_name("digits") is not None
+    assert on_server.client().get_experiment(kept).lifecycle_stage == "active"
 
 
 class BrokenBackend(ServerLayout):
