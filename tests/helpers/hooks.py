@@ -61,3 +61,48 @@ def report_keras_import(folder: Path) -> dict[str, str]:
     """The environment in which a launched process prints ``KERAS_IMPORTED``
     or ``KERAS_NOT_IMPORTED`` to its standard error as it exits."""
     return hook_env(folder, REPORT_KERAS_IMPORT)
+
+
+# Every epoch of the launched run ends with a pause: a run that stays alive
+# (its heartbeat beating) for as long as a test must watch it, without the
+# CPU of training that long. The pause is in the epoch logger, after the
+# epoch is logged.
+SLOW_EPOCHS = """
+import importlib.abc
+import importlib.machinery
+import os
+import select
+import sys
+
+
+class _SlowEpochs(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "mnist_runner.tracking.epoch_logger":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            logged = module.EpochLogger.on_epoch_end
+
+            def on_epoch_end(self, epoch, logs=None):
+                logged(self, epoch, logs)
+                # Not time.sleep: under libfaketime its absolute deadline is refused (EINVAL).
+                select.select([], [], [], float(os.environ["MNIST_TEST_EPOCH_PAUSE"]))
+
+            module.EpochLogger.on_epoch_end = on_epoch_end
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _SlowEpochs())
+"""
+
+
+def slow_epochs(folder: Path, seconds: float) -> dict[str, str]:
+    """The environment in which every epoch of a launched run ends with a
+    pause of ``seconds``."""
+    return hook_env(folder, SLOW_EPOCHS, MNIST_TEST_EPOCH_PAUSE=str(seconds))

@@ -106,9 +106,16 @@ def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launch
     stopped = stop_mid_sweep(tmp_store, signum, *grid)
     [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
-    if signum == signal.SIGINT:
-        assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in stopped.stdout
     before = tmp_store.runs(role="child")
+    if signum == signal.SIGINT:  # the sweep itself ended every run and wrote the report of what finished
+        assert f"continue it (finished jobs are kept): python run.py resume={parent_id}" in stopped.stdout
+        assert parent.info.status == "KILLED"
+        assert all(r.info.status in ("FINISHED", "KILLED") for r in before), [r.info.status for r in before]
+        assert {r.data.tags["failure_reason"] for r in before if r.info.status == "KILLED"} <= {
+            "interrupted",
+            "interrupted (SIGINT): the sweep was stopped",
+        }
+        assert (tmp_store.root / "sweep" / "report" / "gap_report.csv").is_file()
     before_epochs = {r.info.run_id: len(epochs_logged(tmp_store, r.info.run_id)) for r in before}
     assert any(r.info.status == "FINISHED" for r in before) and len(before) < jobs + 2
 

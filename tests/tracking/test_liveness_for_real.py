@@ -2,7 +2,9 @@
 run on "another host" (its own host name and process-id namespace, made with
 ``unshare``) whose clock is an hour behind or ahead (``faketime``) trains to
 FINISHED while this host opens the store every second, and is ended KILLED
-within the documented limit once it is killed with ``kill -9``.
+within the documented limit once it is killed with ``kill -9``. The runs
+that must stay alive for a while pause after each epoch
+(``helpers.hooks.slow_epochs``): alive as long, without training that long.
 
 This host opens the store in the test's own process (``mnist-runs list``'s
 ``main``): the same reaper as any command's, without an interpreter's start
@@ -19,7 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import skip_or_fail
+from helpers import TempStore, skip_or_fail
+from helpers.hooks import slow_epochs
 
 from mnist_runner.tracking import liveness, runs_cli
 
@@ -54,9 +57,10 @@ def test_a_real_runs_heartbeat_beats_in_the_store(tmp_store):
     assert process.returncode == 143, "the run ended before it was stopped"
 
 
-def elsewhere(store, shift: str, *overrides: str) -> subprocess.Popen:
+def elsewhere(store, shift: str, *overrides: str, env: dict | None = None) -> subprocess.Popen:
     """``python run.py`` as on another host: its own host name and process-id
-    namespace, and a clock ``shift`` off (faketime's syntax: ``-1h``)."""
+    namespace, and a clock ``shift`` off (faketime's syntax: ``-1h``); ``env``
+    on top of the runs' liveness settings."""
     libraries = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
     if shutil.which("unshare") is None or not libraries:
         skip_or_fail("unshare or libfaketime is missing (make install-e2e installs faketime)")
@@ -78,7 +82,9 @@ def elsewhere(store, shift: str, *overrides: str) -> subprocess.Popen:
         "sh",
         *(f"{key}={value}" for key, value in clock.items()),
     ]
-    return store.start_py(*QUICK, *overrides, env=ENV, wrapper=tuple(on_another_host), start_new_session=True)
+    return store.start_py(
+        *QUICK, *overrides, env={**ENV, **(env or {})}, wrapper=tuple(on_another_host), start_new_session=True
+    )
 
 
 def open_the_store(store) -> None:
@@ -97,32 +103,48 @@ def wait_until_training(store, process) -> None:
     pytest.fail(f"the run on the other host never trained: {output[-3000:]}")
 
 
-@pytest.mark.parametrize("shift", ["-1h", "+1h"])
-def test_a_run_on_a_host_with_another_clock_is_not_taken_for_dead(tmp_store, shift):
-    process = elsewhere(tmp_store, shift, "trainer.epochs=160")
+def test_runs_on_hosts_with_other_clocks_are_not_taken_for_dead(tmp_store):
+    """Two runs at once, one on a host whose clock is an hour behind, one an
+    hour ahead, each a separate store's: this host watches both."""
+    pause = slow_epochs(tmp_store.root / "slow", seconds=1)
+    shifts = ("-1h", "+1h")
+    stores = {shift: TempStore(tmp_store.root / shift) for shift in shifts}
+    processes = {}
     try:
-        wait_until_training(tmp_store, process)
-        checks = []
+        for shift, store in stores.items():
+            store.root.mkdir()
+            processes[shift] = elsewhere(store, shift, "trainer.epochs=25", env=pause)
+        for shift, store in stores.items():
+            wait_until_training(store, processes[shift])
+        checks = {shift: [] for shift in shifts}
         watched_from = time.monotonic()
-        while process.poll() is None:
-            open_the_store(tmp_store)
-            checks.append(tmp_store.only_run().info.status)
+        watched = {}
+        while len(watched) < len(shifts):
+            for shift, store in stores.items():
+                if shift in watched:
+                    continue
+                if processes[shift].poll() is not None:
+                    watched[shift] = time.monotonic() - watched_from
+                    continue
+                open_the_store(store)
+                checks[shift].append(store.only_run().info.status)
             time.sleep(1)
-        watched = time.monotonic() - watched_from
-        output = process.stdout.read()
+        outputs = {shift: process.stdout.read() for shift, process in processes.items()}
     finally:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 0, output[-3000:]
-    run = tmp_store.only_run()
-    assert run.data.tags[liveness.TAG_HOST] == "other-host"
-    assert run.data.tags[liveness.TAG_MACHINE] != liveness.machine()  # judged as another machine
-    assert len(checks) >= 3 and set(checks) <= {"RUNNING", "FINISHED"}, checks
-    # Watched for longer than the limit: a reaper that took an unchanged
-    # heartbeat, or the other host's clock, for a death would have ended it.
-    assert watched > STALE + float(HEARTBEAT), f"watched for {watched:.0f} s only: train for longer"
-    assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
+        for process in processes.values():
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+    for shift, store in stores.items():
+        assert processes[shift].returncode == 0, outputs[shift][-3000:]
+        run = store.only_run()
+        assert run.data.tags[liveness.TAG_HOST] == "other-host"
+        assert run.data.tags[liveness.TAG_MACHINE] != liveness.machine()  # judged as another machine
+        assert len(checks[shift]) >= 3 and set(checks[shift]) <= {"RUNNING", "FINISHED"}, checks
+        # Watched for longer than the limit: a reaper that took an unchanged
+        # heartbeat, or the other host's clock, for a death would have ended it.
+        assert watched[shift] > STALE + float(HEARTBEAT), f"{shift}: watched for {watched[shift]:.0f} s only"
+        assert run.info.status == "FINISHED" and "failure_reason" not in run.data.tags
 
 
 def test_a_killed_run_on_another_host_is_ended_within_the_limit(tmp_store):
