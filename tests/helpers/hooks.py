@@ -63,21 +63,19 @@ def report_keras_import(folder: Path) -> dict[str, str]:
     return hook_env(folder, REPORT_KERAS_IMPORT)
 
 
-# Every epoch of the launched run ends with a pause: a run that stays alive
-# (its heartbeat beating) for as long as a test must watch it, without the
-# CPU of training that long. The pause is in the epoch logger, after the
-# epoch is logged.
-SLOW_EPOCHS = """
+# A sitecustomize that replaces one function of a module of the runner as the
+# module is imported: by what ``wrap(original)`` returns, ``wrap`` defined by
+# the code given to ``replaced_on_import``.
+REPLACE_ON_IMPORT = """
 import importlib.abc
 import importlib.machinery
-import os
-import select
 import sys
 
+{wrap}
 
-class _SlowEpochs(importlib.abc.MetaPathFinder):
+class _ReplaceOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != "mnist_runner.tracking.epoch_logger":
+        if name != {module!r}:
             return None
         sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(name, path)
@@ -85,21 +83,47 @@ class _SlowEpochs(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             load(module)
-            logged = module.EpochLogger.on_epoch_end
-
-            def on_epoch_end(self, epoch, logs=None):
-                logged(self, epoch, logs)
-                # Not time.sleep: under libfaketime its absolute deadline is refused (EINVAL).
-                select.select([], [], [], float(os.environ["MNIST_TEST_EPOCH_PAUSE"]))
-
-            module.EpochLogger.on_epoch_end = on_epoch_end
+            owner = module
+            for part in {owners!r}:
+                owner = getattr(owner, part)
+            setattr(owner, {name!r}, wrap(getattr(owner, {name!r})))
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-sys.meta_path.insert(0, _SlowEpochs())
+sys.meta_path.insert(0, _ReplaceOnImport())
 """
+
+
+def replaced_on_import(module: str, attribute: str, wrap: str) -> str:
+    """``sitecustomize`` code that replaces ``module``'s ``attribute`` (a
+    function, or a class's method: ``EpochLogger.on_epoch_end``) as the module
+    is imported, by ``wrap(original)``; ``wrap`` is Python code defining it."""
+    *owners, name = attribute.split(".")
+    return REPLACE_ON_IMPORT.format(wrap=wrap, module=module, owners=owners, name=name)
+
+
+# Every epoch of the launched run ends with a pause, after it is logged: a run
+# that stays alive (its heartbeat beating) for as long as a test must watch it,
+# without the CPU of training that long.
+SLOW_EPOCHS = replaced_on_import(
+    "mnist_runner.tracking.epoch_logger",
+    "EpochLogger.on_epoch_end",
+    """
+import os
+import select
+
+
+def wrap(logged):
+    def on_epoch_end(self, epoch, logs=None):
+        logged(self, epoch, logs)
+        # Not time.sleep: under libfaketime its absolute deadline is refused (EINVAL).
+        select.select([], [], [], float(os.environ["MNIST_TEST_EPOCH_PAUSE"]))
+
+    return on_epoch_end
+""",
+)
 
 
 def slow_epochs(folder: Path, seconds: float) -> dict[str, str]:

@@ -12,7 +12,7 @@ import time
 
 import pandas as pd
 import pytest
-from helpers.hooks import hook_env
+from helpers.hooks import hook_env, replaced_on_import
 
 from mnist_runner.tracking import runs_cli, sweep_records
 
@@ -172,39 +172,27 @@ def test_extending_a_sweep_runs_only_the_new_jobs_and_a_finished_one_trains_noth
     }
 
 
-FULL_DISK_FOR_ONE_SEED = '''
-"""Test-set time fails with a full disk for the jobs whose dropout is $FAIL_DROPOUT."""
-import importlib.abc, importlib.machinery, os, sys
+# Test-set time fails with a full disk for the jobs whose dropout is $FAIL_DROPOUT.
+FULL_DISK_FOR_ONE_DROPOUT = replaced_on_import(
+    "mnist_runner.pipeline.experiment",
+    "test_and_record",
+    """
+import os
 
-class FullDisk(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "mnist_runner.pipeline.experiment":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        load = spec.loader.exec_module
 
-        def exec_module(module):
-            load(module)
-            real = module.test_and_record
+def wrap(real):
+    def test_and_record(cfg, *args, **kwargs):
+        if str(cfg.model.dropout) == os.environ.get("FAIL_DROPOUT"):
+            raise OSError(28, "No space left on device")
+        return real(cfg, *args, **kwargs)
 
-            def test_and_record(cfg, *args, **kwargs):
-                if str(cfg.model.dropout) == os.environ["FAIL_DROPOUT"]:
-                    raise OSError(28, "No space left on device")
-                return real(cfg, *args, **kwargs)
-
-            module.test_and_record = test_and_record
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-if os.environ.get("FAIL_DROPOUT"):
-    sys.meta_path.insert(0, FullDisk())
-'''
+    return test_and_record
+""",
+)
 
 
 def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_store, capsys):
-    env = hook_env(tmp_store.root / "full_disk", FULL_DISK_FOR_ONE_SEED, FAIL_DROPOUT="0.5")
+    env = hook_env(tmp_store.root / "full_disk", FULL_DISK_FOR_ONE_DROPOUT, FAIL_DROPOUT="0.5")
     grid = ["model.dropout=0.0,0.5", "trainer.seed=1,2", "trainer.epochs=3"]
 
     failed = run(tmp_store, *grid, multirun=True, sweep_dir="sweep", env=env)
