@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import REPORT_FILES, skip_or_fail
+from helpers.hooks import SLOW_EPOCHS, hook_env
 from hydra import compose, initialize_config_dir
 
 from mnist_runner.config import compose as config
@@ -165,16 +166,19 @@ def queue(layout) -> str:
     return listed.stdout.strip()
 
 
-def slow_job_exit(folder: Path, seconds: float) -> dict[str, str]:
-    """The environment for SLURM jobs whose Python processes take ``seconds``
-    to exit (a ``sitecustomize`` that sleeps at exit in a job): a cancelled job
-    then stays in the queue (CG) that long after it closed its run, as a busy
-    node's jobs do, so that a sweep not waiting for them is caught every time."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(
-        f"import atexit, os, time\nif 'SLURM_JOB_ID' in os.environ:\n    atexit.register(time.sleep, {seconds})\n"
+def slow_jobs(folder: Path, exit_seconds: float, epoch_pause: float) -> dict[str, str]:
+    """The environment for SLURM jobs whose Python processes take
+    ``exit_seconds`` to exit (a ``sitecustomize`` that sleeps at exit in a
+    job): a cancelled job then stays in the queue (CG) that long after it
+    closed its run, as a busy node's jobs do, so that a sweep not waiting for
+    them is caught every time. Their epochs end with a pause of
+    ``epoch_pause`` (``helpers.hooks.slow_epochs``): still training when the
+    test stops them, without the CPU of many epochs."""
+    exit_delay = (
+        "\nimport atexit, os, time\n"
+        f"if 'SLURM_JOB_ID' in os.environ:\n    atexit.register(time.sleep, {exit_seconds})\n"
     )
-    return {"PYTHONPATH": f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep)}
+    return hook_env(folder, SLOW_EPOCHS + exit_delay, MNIST_TEST_EPOCH_PAUSE=str(epoch_pause))
 
 
 @pytest.mark.slurm
@@ -229,10 +233,10 @@ def test_cancelled_job_ends_killed_and_the_sweep_says_so(cluster, tmp_store):
 @pytest.mark.slurm
 @pytest.mark.e2e
 def test_stopping_a_slurm_sweep_cancels_its_jobs_closes_every_run_and_it_continues(cluster, tmp_store):
-    exit_delay = slow_job_exit(tmp_store.root / "slow_exit", seconds=8)
-    epochs = 60
+    slow = slow_jobs(tmp_store.root / "slow_jobs", exit_seconds=8, epoch_pause=1)
+    epochs = 12  # the stopped sweep's at 1 s each; its continuation's, without a pause, at once
     sweep, uri = multirun(
-        cluster, tmp_store, f"trainer.epochs={epochs}", "model.dropout=0.0,0.5", background=True, env=exit_delay
+        cluster, tmp_store, f"trainer.epochs={epochs}", "model.dropout=0.0,0.5", background=True, env=slow
     )
     try:
         running = running_children(sweep, tmp_store, 2, timeout=240)
