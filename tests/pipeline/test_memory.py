@@ -40,22 +40,3 @@ def test_later_jobs_do_not_keep_earlier_training_graphs(tmp_store, monkeypatch, 
     # reference count).
     assert frozen_counts[2] <= frozen_counts[1] <= frozen_counts[0], frozen_counts
     assert (frozen_counts[0] > 0) == frozen
-
-
-def test_collection_is_paused_only_within_and_left_as_it_was():
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError):
-        with runtime.collection_paused():
-            assert not gc.isenabled()
-            with runtime.collection_paused():
-                pass
-            assert not gc.isenabled()  # the inner one leaves the outer pause alone
-            raise RuntimeError("a failed import")
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with runtime.collection_paused():
-            pass
-        assert not gc.isenabled()  # switched off by someone else: left off
-    finally:
-        gc.enable()

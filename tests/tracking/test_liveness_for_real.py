@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import TempStore, skip_or_fail
+from helpers import skip_or_fail
 from helpers.hooks import slow_epochs
+from helpers.store_copies import migrated_store
 
 from mnist_runner.tracking import liveness, runs_cli
 
@@ -108,11 +109,10 @@ def test_runs_on_hosts_with_other_clocks_are_not_taken_for_dead(tmp_store):
     hour ahead, each a separate store's: this host watches both."""
     pause = slow_epochs(tmp_store.root / "slow", seconds=1)
     shifts = ("-1h", "+1h")
-    stores = {shift: TempStore(tmp_store.root / shift) for shift in shifts}
+    stores = {shift: migrated_store(tmp_store.root / shift) for shift in shifts}
     processes = {}
     try:
         for shift, store in stores.items():
-            store.root.mkdir()
             processes[shift] = elsewhere(store, shift, "trainer.epochs=25", env=pause)
         for shift, store in stores.items():
             wait_until_training(store, processes[shift])

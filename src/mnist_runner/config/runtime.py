@@ -9,7 +9,7 @@ the import. Python errors raised by the import still reach the user.
 
 Python's garbage collector is paused while the frameworks load, and a
 process that runs jobs takes what they loaded out of its reach
-(``collection_paused``, ``import_keras``).
+(``collection_paused``, ``freeze_loaded_objects``).
 """
 
 from __future__ import annotations
