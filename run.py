@@ -31,6 +31,7 @@ from mnist_runner import errors, redaction, signals
 from mnist_runner.config import compose, runtime, schema
 from mnist_runner.config.backend import activate, of_config
 from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.pipeline.places import open_run_places
 from mnist_runner.sweeps import continuation, parent
 from mnist_runner.tracking import sweep_records
 
@@ -90,13 +91,16 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     # lives as long as the process: see runtime.collection_paused.
     with runtime.collection_paused():
         planned, step = plan(cfg, overrides, resume_id, step)
+        # Its folders and store checked before Keras loads: one that cannot be
+        # used is refused in a second or two, not after the import.
+        experiment_id = open_run_places(planned[0] if planned is not None else cfg)
         runtime.import_keras(cfg.verbose)
         from mnist_runner.pipeline.experiment import run_experiment
     runtime.freeze_loaded_objects()
 
     if planned is not None:
         stored, resume = planned
-        return run_experiment(stored, resume=resume)
+        return run_experiment(stored, resume=resume, experiment_id=experiment_id)
     from mnist_runner.sweeps.pruning import trial_callbacks
 
     tags = {"sweep_id": sweep.sweep_id, sweep_records.TAG_JOB_KEY: key} if sweep else None
@@ -109,6 +113,7 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         parent_run_id=sweep.parent_run_id if sweep else None,
         extra_tags=tags,
         callbacks=trial_callbacks(cfg),
+        experiment_id=experiment_id,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from mnist_runner.config import runtime
 from mnist_runner.config.backend import activate, of_config
 from mnist_runner.config.compose import compose_config
+from mnist_runner.pipeline.places import open_run_places
 
 if TYPE_CHECKING:  # importing TensorFlow waits until a run starts
     from mnist_runner.pipeline.experiment import RunResult
@@ -29,9 +30,10 @@ def train(overrides: Sequence[str] = ()) -> RunResult:
     after the MLflow run was closed FAILED."""
     cfg = compose_config(overrides)
     activate(of_config(cfg), deterministic=cfg.trainer.deterministic)  # or BackendMismatch: Keras runs another
+    experiment_id = open_run_places(cfg)  # a store that cannot be used fails before Keras loads
     runtime.import_keras(cfg.verbose)
     from mnist_runner.pipeline.experiment import run_experiment, summary_line
 
-    result = run_experiment(cfg, overrides=list(overrides))
+    result = run_experiment(cfg, overrides=list(overrides), experiment_id=experiment_id)
     print(summary_line(result, cfg.tracking))  # what run.py prints at the end
     return result

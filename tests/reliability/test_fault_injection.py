@@ -18,7 +18,13 @@ import psutil
 import pytest
 from helpers import TempStore, skip_or_fail
 from helpers.fault_injection import concurrent_first_use, kill_then_resume, random_moment, trial_ok
-from helpers.hooks import report_keras_import, short_sqlite_lock_wait
+from helpers.hooks import (
+    REPORT_KERAS_IMPORT,
+    SHORT_SQLITE_LOCK_WAIT,
+    hook_env,
+    report_keras_import,
+    short_sqlite_lock_wait,
+)
 
 from mnist_runner.tracking.store import ensure_sqlite_store
 
@@ -252,6 +258,7 @@ def test_store_faults_at_start_are_one_line_and_leave_no_run(tmp_path, fault):
         lock = HeldLock(store.db, 60)
     else:
         extra = ["tracking.experiment=" + "x" * 5000]
+    wait = {"MNIST_TEST_SQLITE_WAIT_MS": str(LOCK_WAIT_MS)} if lock else {}
     try:
         if lock:
             lock.__enter__()
@@ -259,7 +266,7 @@ def test_store_faults_at_start_are_one_line_and_leave_no_run(tmp_path, fault):
             *QUICK,
             "trainer.epochs=1",
             *extra,
-            env=short_sqlite_lock_wait(tmp_path / "hook", LOCK_WAIT_MS) if lock else None,
+            env=hook_env(tmp_path / "hook", REPORT_KERAS_IMPORT + (SHORT_SQLITE_LOCK_WAIT if lock else ""), **wait),
             timeout=300,
             cwd=tmp_path,
         )
@@ -269,15 +276,19 @@ def test_store_faults_at_start_are_one_line_and_leave_no_run(tmp_path, fault):
     assert done.returncode == 2, (done.stdout + done.stderr)[-3000:]
     line = one_line_error(done)
     assert ("tracking.uri=" in line) or ("tracking.experiment=" in line), line
+    assert "KERAS_NOT_IMPORTED" in done.stderr, "the store is checked before Keras loads"
     if lock:
         lock.__exit__()
         assert not store.runs(reap=True), "a store locked at start gets no run"
 
 
 def test_an_unwritable_checkpoint_folder_is_refused_before_anything_runs(tmp_store):
-    done = tmp_store.run_py(*QUICK, "trainer.checkpoint_dir=/dev/null/x", timeout=300)
+    done = tmp_store.run_py(
+        *QUICK, "trainer.checkpoint_dir=/dev/null/x", timeout=300, env=report_keras_import(tmp_store.root / "hook")
+    )
     assert done.returncode == 2
     assert "trainer.checkpoint_dir=/dev/null/x: cannot write there" in one_line_error(done)
+    assert "KERAS_NOT_IMPORTED" in done.stderr, "the folders are checked before Keras loads"
     assert not tmp_store.runs(reap=True)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,12 @@ from mnist_runner import signals
 from mnist_runner.config import backend, params, schema
 from mnist_runner.datasets.catalog import class_names
 from mnist_runner.datasets.loader import Dataset, load_dataset
-from mnist_runner.errors import UserError
 from mnist_runner.paths import DATA_CACHE_DIR
 from mnist_runner.pipeline import checkpoints
 from mnist_runner.pipeline.checkpoint_callback import EpochCheckpoint
 from mnist_runner.pipeline.model_card import model_card
 from mnist_runner.pipeline.models import build_model
+from mnist_runner.pipeline.places import open_run_places
 from mnist_runner.pipeline.preprocess import fit_preprocessing
 from mnist_runner.pipeline.resume import Resume, checkpoint_folder
 from mnist_runner.pipeline.session import prepare_session
@@ -45,7 +44,7 @@ from mnist_runner.pipeline.training import (
     summarize_history,
 )
 from mnist_runner.redaction import redact_override
-from mnist_runner.tracking import learning_figures, links, provenance, records, store
+from mnist_runner.tracking import learning_figures, links, provenance, records
 from mnist_runner.tracking.epoch_logger import EpochLogger
 from mnist_runner.tracking.runs import tracked_run
 
@@ -68,6 +67,7 @@ def run_experiment(
     parent_run_id: str | None = None,
     extra_tags: Mapping[str, str] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    experiment_id: str | None = None,
 ) -> RunResult:
     """Train and test the configured model; record everything in one MLflow run.
 
@@ -75,15 +75,15 @@ def run_experiment(
     ``resume.plan_resume``); ``parent_run_id`` makes the run a child of a
     sweep's parent run; ``extra_tags`` and ``callbacks`` (added to Keras'
     ``fit``: a search's pruning, a benchmark's clock) come from the caller.
+    ``experiment_id``: the caller has opened the run's places already
+    (``places.open_run_places``, as run.py does before Keras loads).
     """
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
     shown_overrides = " ".join(redact_override(o) for o in overrides)
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", params.summary(cfg))
-    check_writable(trainer.checkpoint_dir, "trainer.checkpoint_dir")
-    if not store.is_server(track.uri):
-        check_writable(track.artifact_location, "tracking.artifact_location")
-    experiment_id = store.connect(track.uri, track.experiment, track.artifact_location)
+    if experiment_id is None:
+        experiment_id = open_run_places(cfg)
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"), backend.of_config(cfg))
@@ -268,22 +268,6 @@ def split_digests(cfg: DictConfig, split: Split) -> dict[str, str]:
         "validation": f"{chosen}:validation:{len(split.y_val)}",
         "test": "test",
     }
-
-
-def check_writable(folder: str | None, key: str) -> None:
-    """Fail before the run on a folder the run could not write into later."""
-    if not folder:
-        return
-    path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(
-            f"{key}={folder}: cannot write there ({error.strerror or error}); choose another folder"
-        ) from error
 
 
 def run_tags(
