@@ -1,5 +1,10 @@
 """The run's figures, drawn on matplotlib ``Figure`` objects (no pyplot state,
-no display needed) for ``mlflow.log_figure``."""
+no display needed) for ``mlflow.log_figure``.
+
+Their shapes do not change from run to run, so their margins are fixed
+here: a layout engine (``layout="constrained"``) measured every label at
+each save and made these two pictures cost twice as much to draw, about
+0.2 s of every run (2-core CPU)."""
 
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ def history_figure(history: pd.DataFrame) -> Figure:
     the dotted line is training re-evaluated in inference mode, the number the
     overfitting gap uses.
     """
-    figure = Figure(figsize=(11, 4), layout="constrained")
+    figure = Figure(figsize=(11, 4))
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.93, wspace=0.16)
     for ax, metric in zip(figure.subplots(1, 2), ("accuracy", "loss")):
         ax.plot(history["epoch"], history[metric], "o-", label=f"training ({metric}, running)")
         ax.plot(history["epoch"], history[f"train_eval_{metric}"], ":", label="training (inference mode)")
@@ -32,7 +38,8 @@ def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, num_classes:
     """Test-set confusion matrix: rows are true classes, columns predictions."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    figure = Figure(figsize=(7, 6), layout="constrained")
+    figure = Figure(figsize=(7, 6))
+    figure.subplots_adjust(left=0.1, right=0.98, bottom=0.09, top=0.94)
     ax = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(
         y_true, y_pred, labels=list(range(num_classes)), ax=ax, colorbar=False, values_format="d"
