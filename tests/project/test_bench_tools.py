@@ -61,6 +61,41 @@ def test_figure_median_spread_and_targets():
     assert run_bench.figure("5", "x", [2.0], None)["met"] is None
 
 
+def test_a_figure_judged_on_every_sample_fails_on_the_worst_one():
+    # The fast preset: every seed within 20 s and at 99% or more, not only the median.
+    seconds = run_bench.figure("3", "x", [18.0, 19.5, 20.7], ("<=", 20.0), unit="s", judged="max")
+    accuracy = run_bench.figure("3", "x", [0.9912, 0.9894, 0.9907], (">=", 0.99), unit="%", judged="min")
+    assert seconds["median"] == 19.5 and seconds["met"] is False
+    assert accuracy["median"] == 0.9907 and accuracy["met"] is False
+    assert run_bench.figure("3", "x", [18.0, 19.5], ("<=", 20.0), unit="s", judged="max")["met"] is True
+    assert report.target_text(seconds) == "≤ 20 s each" and report.target_text(accuracy) == "≥ 99% each"
+    assert report.cell(accuracy["median"], "%") == "99.07"
+
+
+def test_preset_rows_pair_each_seed_with_keras_io():
+    preset = {
+        42: {"process_seconds": 18.0, "test_accuracy": 0.991},
+        43: {"process_seconds": 21.0, "test_accuracy": 0.99},
+    }
+    seconds, accuracy, ratio = run_bench.preset_figures(preset, {42: 90.0, 43: 60.0}, 0.99)
+    assert seconds["samples"] == [18.0, 21.0] and seconds["met"] is False  # seed 43 over 20 s
+    assert accuracy["samples"] == [0.991, 0.99] and accuracy["met"] is True
+    assert ratio["samples"] == [18.0 / 90.0, 21.0 / 60.0] and ratio["median"] == pytest.approx(0.275)
+    # keras-io that never reached the target on a seed leaves that seed out of the ratio, and says so.
+    [*_, partial] = run_bench.preset_figures(preset, {42: 90.0}, 0.99)
+    assert partial["samples"] == [0.2] and "1 seed(s) where A did not reach it" in partial["detail"]
+
+
+def test_the_sweep_row_reads_each_jobs_training_from_its_summary():
+    output = (
+        "[x][mnist_runner.pipeline.experiment][INFO] - test_accuracy=0.9205  final_overfit_gap=+0.0455  "
+        "best val_accuracy=0.9117 at epoch 5  (5.5 s training)\n"
+        "Epoch 2/5\n"
+        "[x][mnist_runner.pipeline.experiment][INFO] - test_accuracy=0.91 ... (12.25 s training)\n"
+    )
+    assert [float(s) for s in run_bench.TRAINING_SECONDS.findall(output)] == [5.5, 12.25]
+
+
 def test_each_side_goes_first_in_turn():
     sides = ["runner", "like", "notebook"]
     assert [run_bench.rotated(sides, i)[0] for i in range(3)] == sides
