@@ -330,7 +330,9 @@ def write_plot(results: dict, path: Path) -> None:
             ax.axhline(0, color="black", linewidth=0.5)
         elif all(f["unit"] == "x" for f in figures):  # a ratio of 1: no difference
             ax.axhline(1, color="gray", linewidth=0.5)
-        ax.set_xticks(range(len(figures)), [f["label"] or f["name"] for f in figures], fontsize=7)
+        # Wrapped: three labels side by side in a panel would run into each other.
+        labels = [textwrap.fill(f["label"] or f["name"], 14) for f in figures]
+        ax.set_xticks(range(len(figures)), labels, fontsize=7)
         ax.set_title(textwrap.fill(f"{figures[0]['item']}. {title}", 36), fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlim(-0.6, len(figures) - 0.4)
