@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 TF_START_UP = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard")
 NOISE = (*TF_START_UP, "retracing", "Downloading artifacts")
 # A user's shell: none of the quieting or verbosity the tests' own environment may set.
-USER_ENV = {"TF_CPP_MIN_LOG_LEVEL": None, "MNIST_RUNNER_VERBOSE": None}
+USER_ENV = {"TF_CPP_MIN_LOG_LEVEL": None, "MNIST_RUNNER_VERBOSE": None, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": None}
 
 
 @dataclass

@@ -101,14 +101,13 @@ def runs_by_job(client, experiment_id: str, parent_run_id: str) -> dict[str, lis
 
 
 def logged_job_key(client, run_id: str) -> str | None:
-    import yaml
+    from mnist_runner.tracking.run_history import logged_config
 
     try:
-        path = client.download_artifacts(run_id, "config.yaml")
+        config = logged_config(client.tracking_uri, run_id)
     except Exception:  # a run that died before logging its config: it holds nothing to keep
         return None
-    with open(path) as file:
-        return job_key(yaml.safe_load(file))
+    return job_key(config)
 
 
 def plan_jobs(grid: Sequence[tuple[str, list[str]]], by_job: Mapping[str, list[JobRun]]) -> dict[str, dict]:

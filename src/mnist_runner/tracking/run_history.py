@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import mlflow
@@ -40,10 +44,37 @@ def logged_epochs(run_id: str) -> set[int]:
 
 
 def load_run_config(uri: str, run_id: str) -> dict[str, Any]:
-    """The resolved config a run logged (``config.yaml``)."""
+    """The resolved config a run logged (``config.yaml``); ``uri`` becomes
+    MLflow's tracking URI (``logged_epochs`` reads it)."""
     mlflow.set_tracking_uri(uri)
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
+        return logged_config(uri, run_id)
     except MlflowException as error:
         raise TrackingError(f"resume={run_id}: no such run with a config.yaml in {redact(uri)} ({error})") from error
-    return yaml.safe_load(text)
+
+
+def logged_config(uri: str, run_id: str) -> dict[str, Any]:
+    """A run's ``config.yaml``, read without MLflow's download progress bar:
+    resuming reads it before Keras loads, that is before ``import_keras``
+    quiets the console, and a one-file read is not a download to show."""
+    with tempfile.TemporaryDirectory() as folder, _progress_bar_off():
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="config.yaml", dst_path=folder, tracking_uri=uri
+        )
+        with open(path) as file:
+            return yaml.safe_load(file)
+
+
+@contextlib.contextmanager
+def _progress_bar_off() -> Iterator[None]:
+    # MLflow reads the setting at each download; it has no argument for it.
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
