@@ -24,12 +24,11 @@ def start_and_interrupt(store, signum, epochs, *extra):
     return process.returncode, "".join(output) + rest, store.uri
 
 
-@pytest.mark.parametrize("signum,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_run_is_killed_with_its_history(tmp_store, signum, exit_code):
-    returncode, output, uri = start_and_interrupt(tmp_store, signum, 50)
-    assert returncode == exit_code, output[-2000:]
-
-    client, runs = tmp_store.client(), tmp_store.runs()
+def check_killed_with_history(store, uri) -> str:
+    """The interrupted run is KILLED with the history of its first two
+    epochs (metrics, history.csv, the plot), no test result, and the
+    checkpoint of epoch 2 kept for resuming; returns its id."""
+    client, runs = store.client(), store.runs()
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "KILLED"
@@ -38,22 +37,27 @@ def test_interrupted_run_is_killed_with_its_history(tmp_store, signum, exit_code
     assert steps[:2] == [1, 2]
     history = pd.read_csv(
         mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="history.csv", dst_path=str(tmp_store.root / "dl"), tracking_uri=uri
+            run_id=run.info.run_id, artifact_path="history.csv", dst_path=str(store.root / "dl"), tracking_uri=uri
         )
     )
     assert len(history) >= 2 and list(history["epoch"][:2]) == [1, 2]
     assert "plots/history.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "test_accuracy" not in run.data.metrics
-    # Its checkpoint is kept for resuming.
-    folder = tmp_store.checkpoints / run.info.run_id
+    folder = store.checkpoints / run.info.run_id
     assert {"epoch-2.json", "epoch-2.keras"} <= {path.name for path in folder.iterdir()}
+    return run.info.run_id
 
 
-def test_interrupted_run_resumes_from_its_checkpoint(tmp_store):
+def test_a_run_stopped_with_sigterm_is_killed_with_its_history(tmp_store):
+    returncode, output, uri = start_and_interrupt(tmp_store, signal.SIGTERM, 50)
+    assert returncode == 143, output[-2000:]
+    check_killed_with_history(tmp_store, uri)
+
+
+def test_a_run_stopped_with_ctrl_c_is_killed_with_its_history_and_resumes_from_its_checkpoint(tmp_store):
     returncode, output, uri = start_and_interrupt(tmp_store, signal.SIGINT, 5)
     assert returncode == 130, output[-2000:]
-    runs = tmp_store.runs()
-    run_id = runs[0].info.run_id
+    run_id = check_killed_with_history(tmp_store, uri)
     # The store's own places, as the run logged them: resume accepts a value it already has.
     done = tmp_store.run_py(f"resume={run_id}", run_dir="hydra2", timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -67,7 +71,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_store):
     assert steps == [1, 2, 3, 4, 5]
     history = pd.read_csv(
         mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="history.csv", dst_path=str(tmp_store.root / "dl"), tracking_uri=uri
+            run_id=run_id, artifact_path="history.csv", dst_path=str(tmp_store.root / "dl2"), tracking_uri=uri
         )
     )
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
