@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from helpers import TempStore
 
 pytestmark = pytest.mark.slow
 
@@ -103,38 +102,25 @@ def test_a_run_interrupted_in_its_first_epoch_is_resumed_from_the_start(tmp_stor
     assert f"MLflow run {run_id} (experiment 'digits'); open it: " in output
 
 
-@pytest.fixture(scope="module")
-def stopped_verbose(tmp_path_factory):
-    """A verbose run stopped with SIGTERM in its first epoch."""
-    tmp_store = TempStore(tmp_path_factory.mktemp("stopped_verbose"))
-    stopped = interrupt(tmp_store, "Epoch 1/", signal.SIGTERM, "data=digits", "trainer.epochs=2", "verbose=true")
-    return tmp_store, stopped
-
-
-def test_sigterm_prints_the_resume_command(stopped_verbose):
-    tmp_store, stopped = stopped_verbose
-    assert stopped.returncode == 143, stopped.output[-3000:]
+def test_a_verbose_run_stopped_as_it_starts_prints_the_resume_command_and_resumes_as_offered(tmp_store):
+    """SIGTERM as the run starts (its run id printed, no epoch yet): it ends
+    KILLED within a minute, printing how to resume it, and resumes. With
+    ``verbose=true``, TensorFlow's start-up lines are back."""
+    stopped = interrupt(
+        tmp_store, "MLflow run ", signal.SIGTERM, "data=digits", "trainer.epochs=2", "verbose=true", after_signal=60
+    )
+    assert stopped.returncode == 143, f"did not end within 60 s of SIGTERM:\n{stopped.output[-2000:]}"
     run_id = stopped.run_id
     assert run_id, stopped.output[-3000:]
     assert (
         f"interrupted (SIGTERM); run {run_id} can be resumed: python run.py resume={run_id} "
         f"tracking.uri={tmp_store.uri}"
     ) in stopped.output
-    assert tmp_store.client().get_run(run_id).info.status == "KILLED"
-
-
-def test_verbose_brings_back_tensorflow_start_up_lines(stopped_verbose):
-    _, stopped = stopped_verbose
     assert any(marker in stopped.output for marker in TF_START_UP), stopped.output[:3000]
-
-
-def test_a_run_stopped_as_it_starts_ends_and_can_be_resumed_as_offered(tmp_store):
-    stopped = interrupt(tmp_store, "MLflow run ", signal.SIGTERM, "data=digits", "trainer.epochs=2", after_signal=60)
-    assert stopped.returncode == 143, f"did not end within 60 s of SIGTERM:\n{stopped.output[-2000:]}"
-    assert f"run {stopped.run_id} can be resumed" in stopped.output
-    resumed = tmp_store.run_py(f"resume={stopped.run_id}", run_dir="hydra-resume", env=USER_ENV, timeout=300)
+    assert tmp_store.client().get_run(run_id).info.status == "KILLED"
+    resumed = tmp_store.run_py(f"resume={run_id}", run_dir="hydra-resume", env=USER_ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert tmp_store.client().get_run(stopped.run_id).info.status == "FINISHED"
+    assert tmp_store.client().get_run(run_id).info.status == "FINISHED"
 
 
 def test_tags_without_plus_get_a_hint(empty_store):
