@@ -445,12 +445,17 @@ def test_a_stop_signal_ends_the_run_killed_and_resume_finishes_it_on_its_backend
     run_id = run.info.run_id
 
     # Resumed from a process whose command line names no backend: the run's own is used.
-    done = tmp_store.run_py(f"resume={run_id}", env=NO_BACKEND)
+    # On JAX with the training set kept on the device (pipeline.device_data: the
+    # GPU path, forced on the CPU), batches gathered there.
+    device = {"MNIST_RUNNER_DEVICE_DATA": "1"} if name == "jax" else {}
+    done = tmp_store.run_py(f"resume={run_id}", env={**NO_BACKEND, **device})
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert ("training data on the device" in done.stdout + done.stderr) == bool(device)
     client, run = tmp_store.client(), tmp_store.only_run("digits")
     assert run.info.status == "FINISHED" and run.data.tags["backend"] == name
     assert int(run.data.tags["resumed_from_epoch"]) >= 2
     assert sorted({m.step for m in client.get_metric_history(run_id, "overfit_gap")}) == list(range(1, 13))
+    assert run.data.metrics["test_accuracy"] > 0.5
 
 
 @pytest.mark.e2e
@@ -486,20 +491,3 @@ def test_a_sweep_over_backends_fails_at_once_in_one_process_and_runs_with_a_proc
     children = tmp_store.runs("digits", role="child")
     assert sorted(r.data.tags["backend"] for r in children) == ["jax", "tensorflow"]
     assert all(r.info.status == "FINISHED" for r in children)
-
-
-@pytest.mark.e2e
-def test_jax_can_keep_the_training_set_on_the_device(tmp_store):
-    """The GPU path (``pipeline.device_data``), forced on the CPU: the same run, batches gathered on the device."""
-    done = tmp_store.run_py(
-        "backend=jax",
-        "data=digits",
-        "trainer.epochs=3",
-        "tracking.log_model=false",
-        env={**NO_BACKEND, "MNIST_RUNNER_DEVICE_DATA": "1"},
-    )
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    assert "training data on the device" in done.stdout + done.stderr
-    client, run = tmp_store.client(), tmp_store.only_run("digits")
-    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] > 0.5
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "overfit_gap")] == [1, 2, 3]
