@@ -1,4 +1,4 @@
-"""Hyperparameter search: the Optuna sweeper on a tiny data set, resumed once."""
+"""Hyperparameter search: the Optuna sweeper on a tiny data set, run again and resumed."""
 
 import itertools
 
@@ -7,6 +7,7 @@ import pytest
 
 from hydra_plugins.mnist_runner_search import _impl as search
 from mnist_runner.errors import RunPruned
+from mnist_runner.tracking import sweep_records
 
 SWEEP_NUMBERS = itertools.count()
 
@@ -91,6 +92,19 @@ def test_search_runs_trials_as_child_runs_and_resumes(tmp_store):
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] in {p.info.run_id for p in parents}
         assert 0.000001 <= float(child.data.params["trainer.learning_rate"]) <= 0.05
+
+    # resume=<parent run id> goes on in that parent run and the same study.
+    latest = max(parents, key=lambda p: p.info.start_time)
+    more = tmp_store.run_py(f"resume={latest.info.run_id}", "hydra.sweeper.n_trials=4", sweep_dir="more")
+    output = more.stdout + more.stderr
+    assert more.returncode == 0, output[-3000:]
+    assert "study 'tiny'" in output and "3 of 4 trials done" in output
+    parents = tmp_store.runs(role="parent")
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert {p.data.tags[sweep_records.TAG_KIND] for p in parents} == {"search"}
+    under_latest = tmp_store.runs(parent=latest.info.run_id)
+    assert sorted(c.data.params["search.trial_number"] for c in under_latest) == ["3", "4"]
+    assert all(c.info.status == "FINISHED" for c in under_latest)
 
 
 @pytest.mark.e2e

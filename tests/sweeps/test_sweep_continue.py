@@ -1,7 +1,8 @@
 """Sweeps stopped for real (``kill -9`` to the whole process group, Ctrl-C),
 then continued with ``python run.py resume=<parent run id>``; extended with
 more seeds; a sweep whose job fails exits 1 and is continued once the cause
-is gone. Every check reads the store afterwards."""
+is gone. Every check reads the store afterwards. A search continued with
+``resume=<parent run id>``: test_search.py."""
 
 from __future__ import annotations
 
@@ -242,28 +243,3 @@ def test_a_failed_job_fails_the_sweep_by_name_and_continuing_runs_only_it(tmp_st
     assert not failed_runs & set(table["run_id"])
     [parent] = tmp_store.runs(role="parent")
     assert parent.info.status == "FINISHED" and "failure_reason" not in parent.data.tags
-
-
-def test_a_search_continues_in_the_same_parent_run_and_study(tmp_store):
-    search = [
-        "hydra/sweeper=optuna_search",
-        "hydra.sweeper.n_trials=2",
-        f"hydra.sweeper.storage=sqlite:///{tmp_store.root / 'optuna.db'}",
-        "hydra.sweeper.study_name=continued",
-        "trainer.learning_rate=tag(log, interval(0.0001, 0.05))",
-        "trainer.epochs=2",
-    ]
-    first = run(tmp_store, *search, multirun=True, sweep_dir="search")
-    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
-    [parent] = tmp_store.runs(role="parent")
-    assert parent.data.tags[sweep_records.TAG_KIND] == "search"
-
-    more = run(tmp_store, f"resume={parent.info.run_id}", "hydra.sweeper.n_trials=3", sweep_dir="more")
-
-    output = more.stdout + more.stderr
-    assert more.returncode == 0, output[-3000:]
-    assert "study 'continued'" in output and "2 of 3 trials done" in output
-    [after] = tmp_store.runs(role="parent")
-    assert after.info.run_id == parent.info.run_id and after.info.status == "FINISHED"
-    runs = tmp_store.runs(role="child")
-    assert len(runs) == 3 and {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
