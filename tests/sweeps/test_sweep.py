@@ -88,23 +88,6 @@ def test_one_bad_value_fails_the_sweep_before_any_job(tmp_store):
     assert parents == [] and children == []
 
 
-def test_interrupted_sweep_leaves_nothing_running(tmp_store):
-    import signal
-
-    process = tmp_store.start_py(
-        "data.train_samples=6000", "trainer.epochs=50", "trainer.seed=1,2", "tracking.log_model=false", multirun=True
-    )
-    for line in process.stdout:
-        if line.startswith("Epoch 2/"):
-            process.send_signal(signal.SIGINT)
-            break
-    process.communicate(timeout=120)
-    assert process.returncode == 130
-    parents, children = tmp_store.runs(role="parent"), tmp_store.runs(role="child")
-    assert [p.info.status for p in parents] == ["KILLED"]
-    assert [c.info.status for c in children] == ["KILLED"]
-
-
 def test_three_configurations_times_three_seeds_report_holm_verdicts_and_leak_nothing(tmp_store):
     # Configurations that differ by little: what the report concludes must be
     # what Holm's method gives from its own raw p-values.

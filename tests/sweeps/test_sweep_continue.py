@@ -137,6 +137,8 @@ def test_extending_a_sweep_runs_only_the_new_jobs_and_a_finished_one_trains_noth
     assert f"python run.py resume={parent_id} tracking.uri={tmp_store.uri}" in stopped.stdout
 
     stopped_runs = tmp_store.runs(role="child")
+    # Ctrl-C to an in-process sweep leaves no run RUNNING: the job under way is KILLED.
+    assert sorted(r.info.status for r in stopped_runs) == ["FINISHED", "KILLED"], [r.info.status for r in stopped_runs]
     stopped_epochs = {r.info.run_id: len(epochs_logged(tmp_store, r.info.run_id)) for r in stopped_runs}
 
     # A changed fixed setting would make the runs incomparable: refused before any job.
