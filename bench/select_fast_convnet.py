@@ -1,6 +1,6 @@
 """Choose the fast_convnet preset on validation data, then score it once.
 
-    python bench/select_fast_convnet.py            # choose: 8 candidates x 3 seeds, about 10 minutes on 2 idle cores
+    python bench/select_fast_convnet.py            # choose: 12 candidates x 3 seeds, about 15 minutes on 2 idle cores
     python bench/select_fast_convnet.py --score    # score experiments/fast_convnet.yaml on the test set, once
     python bench/select_fast_convnet.py --quick    # a smoke run (small subset, 1 epoch): numbers mean nothing
 
@@ -11,7 +11,10 @@ timed from start to exit. A candidate is judged by its final **validation**
 accuracy, on the runner's hold-out (the last 10% of the training set), read
 from the run's last epoch; the test set is not looked at. Candidates are
 ranked by how many of their runs reached the target (more first), then by
-the median whole-process seconds. Writes
+the median whole-process seconds. The target is the preset's 99% test
+accuracy plus a margin of 0.2 points: the hold-out's 6,000 images measure an
+accuracy near 99% with a standard error of about 0.13 points, so a recipe
+just over 99% there could well fall under it on the test set. Writes
 bench/results/fast_convnet_selection.json.
 
 ``--score`` then runs ``experiment=fast_convnet`` (the chosen recipe, copied
@@ -86,6 +89,32 @@ CANDIDATES = {
         "trainer.epochs=2",
         "trainer.learning_rate=0.005",
     ],
+    # Smaller convolutions or larger batches: less work, or fewer steps, per epoch.
+    "conv 8-16, dense 64, 2 epochs, lr 0.02": [
+        "model.conv_filters=[8,16]",
+        "model.dense_units=[64]",
+        "trainer.epochs=2",
+        "trainer.learning_rate=0.02",
+    ],
+    "conv 8-16, dense 64, 3 epochs, lr 0.02": [
+        "model.conv_filters=[8,16]",
+        "model.dense_units=[64]",
+        "trainer.epochs=3",
+        "trainer.learning_rate=0.02",
+    ],
+    "conv 12-24, dense 64, 2 epochs, lr 0.02": [
+        "model.conv_filters=[12,24]",
+        "model.dense_units=[64]",
+        "trainer.epochs=2",
+        "trainer.learning_rate=0.02",
+    ],
+    "conv 16-32, dense 64, 2 epochs, lr 0.02, batch 256": [
+        "model.conv_filters=[16,32]",
+        "model.dense_units=[64]",
+        "trainer.epochs=2",
+        "trainer.learning_rate=0.02",
+        "trainer.batch_size=256",
+    ],
     "conv 16-32 + batch norm, dense 64, 2 epochs, lr 0.01": [
         "model.conv_filters=[16,32]",
         "model.dense_units=[64]",
@@ -107,6 +136,8 @@ CANDIDATES = {
     ],
 }
 OLD = "the old fast_convnet (6 epochs)"
+TEST_TARGET = 0.99  # what the preset promises on the test set
+VALIDATION_MARGIN = 0.002  # see the module's docstring
 VALIDATION_SPLIT = 0.1
 SELECTION_SEEDS = [1, 2, 3]
 SCORE_SEEDS = [42, 43, 44]  # never seen by the choice
@@ -115,7 +146,12 @@ FIT_SECONDS = re.compile(r"\(([0-9.]+) s training\)")
 
 
 def overrides_of(name: str) -> list[str]:
-    return CANDIDATES[name] if name == OLD else [*BASE, *CANDIDATES[name]]
+    """A candidate's overrides on top of BASE; where both set a key, the candidate's."""
+    if name == OLD:
+        return CANDIDATES[name]
+    own = CANDIDATES[name]
+    keys = {override.split("=", 1)[0] for override in own}
+    return [override for override in BASE if override.split("=", 1)[0] not in keys] + own
 
 
 def last_validation_accuracy(output: str) -> float:
@@ -189,7 +225,13 @@ def score(bench: Bench, seeds: list[int], limits: list[str], reference_extra: li
                 }
             else:
                 result = bench.reference(
-                    f"score-keras-io-seed{seed}", "convnet", "--seed", str(seed), "--target", "0.99", *reference_extra
+                    f"score-keras-io-seed{seed}",
+                    "convnet",
+                    "--seed",
+                    str(seed),
+                    "--target",
+                    str(TEST_TARGET),
+                    *reference_extra,
                 )
                 reference[seed] = {
                     "process_seconds": round(result["process_seconds"], 2),
@@ -219,7 +261,7 @@ def main() -> None:
         "--wait-idle", type=float, help="seconds to wait for a busy machine first (default 120; --quick: 0)"
     )
     args = parser.parse_args()
-    target = 0.9 if args.quick else 0.99
+    target = 0.9 if args.quick else TEST_TARGET + VALIDATION_MARGIN
     limits = ["data.train_samples=3000", "trainer.epochs=1"] if args.quick else []
     reference_extra = ["--train-samples", "3000", "--epochs", "1"] if args.quick else []
     settings = QUICK if args.quick else FULL
