@@ -1,5 +1,7 @@
 """Real multiruns of `python run.py -m`, each with a temporary MLflow store."""
 
+from importlib.metadata import version
+
 import pandas as pd
 import pytest
 from helpers import TempStore
@@ -124,8 +126,9 @@ def test_three_configurations_times_three_seeds_report_holm_verdicts_and_leak_no
     assert f"the report is logged to the parent run {parent.info.run_name} ({parent.info.run_id})" in output
     assert f"viewStateShareKey=sweep-{parent.info.run_id}" in output  # the saved view of its runs
 
-    # Sequential jobs leak no state: the sweep's last job, after 8 others in
-    # its process, gives the numbers it gives in a sweep of its own.
+    # Sequential jobs leak no state, and the same config and seed give the
+    # same numbers in another process: the sweep's last job, after 8 others
+    # in its process, gives what it gives in a sweep of its own, epoch by epoch.
     last = next(c for c in children if c.data.params["model.dropout"] == "0.2" and c.data.params["trainer.seed"] == "3")
     alone = TempStore(tmp_store.root / "alone")
     alone.root.mkdir()
@@ -133,6 +136,14 @@ def test_three_configurations_times_three_seeds_report_holm_verdicts_and_leak_no
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     [by_itself] = alone.runs(role="child")
     assert stable(last.data.metrics) == stable(by_itself.data.metrics)
+    for name in ("loss", "val_accuracy", "overfit_gap"):
+        histories = [
+            [m.value for m in store.client().get_metric_history(run.info.run_id, name)]
+            for store, run in ((tmp_store, last), (alone, by_itself))
+        ]
+        assert len(histories[0]) == 2 and histories[0] == histories[1], name
+    assert last.data.tags["data_checksum"] == by_itself.data.tags["data_checksum"]
+    assert last.data.tags["version.keras"] == version("keras")
 
 
 def stable(metrics: dict) -> dict:
