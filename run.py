@@ -67,7 +67,8 @@ def main(cfg: DictConfig) -> dict | None:
             raise
         log.error("%s", error)
         sys.exit(error.exit_code)
-    # What a search sweeper optimises (hydra/sweeper=optuna_search).
+    # What a search sweeper optimises (hydra/sweeper=optuna_search); None
+    # for a grid job being finished in the background.
     return result.metrics
 
 
@@ -98,9 +99,13 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         from mnist_runner.pipeline.experiment import run_experiment
     runtime.freeze_loaded_objects()
 
+    # A grid sweep's job in this process (not a search, whose sweeper needs
+    # the metrics, nor a job in a worker process that nobody would wait for)
+    # is tested and recorded while the next job trains.
+    in_background = bool(sweep and sweep.jobs) and parent.active() is not None
     if planned is not None:
         stored, resume = planned
-        return run_experiment(stored, resume=resume, experiment_id=experiment_id)
+        return run_experiment(stored, resume=resume, experiment_id=experiment_id, finish_in_background=in_background)
     from mnist_runner.sweeps.pruning import trial_callbacks
 
     tags = {"sweep_id": sweep.sweep_id, sweep_records.TAG_JOB_KEY: key} if sweep else None
@@ -114,6 +119,7 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         extra_tags=tags,
         callbacks=trial_callbacks(cfg),
         experiment_id=experiment_id,
+        finish_in_background=in_background,
     )
 
 

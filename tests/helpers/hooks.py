@@ -130,3 +130,45 @@ def slow_epochs(folder: Path, seconds: float) -> dict[str, str]:
     """The environment in which every epoch of a launched run ends with a
     pause of ``seconds``."""
     return hook_env(folder, SLOW_EPOCHS, MNIST_TEST_EPOCH_PAUSE=str(seconds))
+
+
+# The Nth run a sweep finishes in the background (its test set and records,
+# while the next job trains) holds before its test results are logged, until
+# a file appears: a test can stop the sweep at that moment, then let it go on.
+PAUSED_FINISHING = replaced_on_import(
+    "mnist_runner.tracking.records",
+    "log_test_results",
+    """
+import os
+import select
+import threading
+import time
+from pathlib import Path
+
+_finished_in_background = 0
+
+
+def wrap(logged):
+    def log_test_results(*args, **kwargs):
+        global _finished_in_background
+        if threading.current_thread() is not threading.main_thread():
+            _finished_in_background += 1
+            if _finished_in_background == int(os.environ["MNIST_TEST_PAUSED_FINISHING"]):
+                release, deadline = Path(os.environ["MNIST_TEST_FINISHING_RELEASE"]), time.monotonic() + 120
+                while not release.exists() and time.monotonic() < deadline:
+                    select.select([], [], [], 0.1)
+        return logged(*args, **kwargs)
+
+    return log_test_results
+""",
+)
+
+
+def paused_finishing(folder: Path, nth: int) -> tuple[dict[str, str], Path]:
+    """The environment in which the ``nth`` run that a sweep finishes in the
+    background holds before its test results are logged, until the file
+    returned is created (at most 2 minutes)."""
+    release = folder / "release"
+    return hook_env(
+        folder, PAUSED_FINISHING, MNIST_TEST_PAUSED_FINISHING=str(nth), MNIST_TEST_FINISHING_RELEASE=str(release)
+    ), release

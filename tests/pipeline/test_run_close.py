@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 
 import mlflow
@@ -17,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from sqlalchemy.exc import OperationalError
 
+from mnist_runner import signals
 from mnist_runner.errors import EXIT_FAILED, RunFailed, RunPruned
 from mnist_runner.signals import Interrupted, JobCancelled
 from mnist_runner.tracking import liveness, pending, runs, store
@@ -197,3 +199,68 @@ def test_tracked_run_on_a_disk_that_fills_up(run):
             disk.full = True
     assert mlflow.active_run() is None
     assert kept_record(kept)["run_id"] == tracked.info.run_id
+
+
+def test_a_run_finished_in_a_thread_while_the_next_one_runs(run):
+    temp, _, _, _, experiment_id = run
+    mlflow.end_run()
+    before = heartbeats()
+    go, results = threading.Event(), []
+
+    def work(release):
+        mlflow.log_metric("test_accuracy", 0.9)  # into the run handed over, from its thread
+        release()
+        go.wait(60)
+        return {"test_accuracy": 0.9}
+
+    with runs.tracked_run(experiment_id, "first", {}) as first:
+        first.finish_in_background(work, results.append)
+    runs.wait_for_finishing(released_only=True)
+    client = temp.client()
+    assert client.get_run(first.info.run_id).info.status == "RUNNING"  # still being finished
+    assert len(heartbeats()) == len(before) + 1  # its heartbeat beats on
+    assert mlflow.active_run() is None and results == []
+    with runs.tracked_run(experiment_id, "second", {}) as second:  # the next job, meanwhile
+        mlflow.log_metric("loss", 1.0)
+    assert client.get_run(first.info.run_id).info.status == "RUNNING"
+
+    go.set()
+    runs.wait_for_finishing()
+    ended, other = client.get_run(first.info.run_id), client.get_run(second.info.run_id)
+    assert ended.info.status == "FINISHED" and ended.data.metrics == {"test_accuracy": 0.9}
+    assert other.info.status == "FINISHED" and other.data.metrics == {"loss": 1.0}
+    assert results == [{"test_accuracy": 0.9}]  # what follows a FINISHED run
+    assert heartbeats() == before
+
+
+def test_a_run_that_fails_while_finished_in_a_thread(run, caplog):
+    temp, _, _, _, experiment_id = run
+    mlflow.end_run()
+    results = []
+
+    def work(release):
+        raise OSError(28, "No space left on device")
+
+    with runs.tracked_run(experiment_id, "first", {}) as first:
+        first.finish_in_background(work, results.append)
+    runs.wait_for_finishing(released_only=True)  # released, though the work never said so
+    runs.wait_for_finishing()
+    ended = temp.client().get_run(first.info.run_id)
+    assert ended.info.status == "FAILED"
+    assert ended.data.tags["failure_reason"] == "OSError: [Errno 28] No space left on device"
+    assert results == []
+    assert f"run {first.info.run_id} failed while its results were recorded" in caplog.text
+
+
+def test_a_stop_noted_during_training_ends_the_run_before_it_is_handed_over(run, monkeypatch):
+    temp, _, _, _, experiment_id = run
+    mlflow.end_run()
+    monkeypatch.setattr(signals, "_pending_stop", None)
+    with pytest.raises(Interrupted):
+        with runs.tracked_run(experiment_id, "first", {}) as first:
+            with signals.stops_deferred():
+                signals.raise_interrupted(signal.SIGINT, None)  # noted, as during training
+            first.finish_in_background(lambda release: None, lambda result: None)
+    runs.wait_for_finishing()
+    ended = temp.client().get_run(first.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags["failure_reason"] == "interrupted"

@@ -10,10 +10,11 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.hooks import hook_env, replaced_on_import
+from helpers.hooks import hook_env, paused_finishing, replaced_on_import
 
 from mnist_runner.tracking import runs_cli, sweep_records
 
@@ -36,23 +37,35 @@ def epochs_logged(store, run_id: str) -> list[int]:
     return sorted(m.step for m in store.client().get_metric_history(run_id, "loss"))
 
 
-def stop_mid_sweep(store, signum: int, *overrides: str, finished: int = 1) -> subprocess.CompletedProcess:
+def stop_mid_sweep(
+    store, signum: int, *overrides: str, finished: int = 1, env=None, release: Path | None = None
+) -> subprocess.CompletedProcess:
     """Start a sweep; once ``finished`` of its runs have finished and another
     has logged 2 epochs (so it has a checkpoint), send ``signum`` to its whole
-    process group, as a terminal's Ctrl-C does (or ``kill -9 -<pgid>``)."""
-    process = store.start_py(*overrides, *DIGITS, multirun=True, sweep_dir="sweep", start_new_session=True)
+    process group, as a terminal's Ctrl-C does (or ``kill -9 -<pgid>``).
+    With ``release`` (``hooks.paused_finishing``'s file), wait also for a run
+    that has trained every epoch and is being finished in the background
+    while the next one trains, and let that run go on once signalled."""
+    process = store.start_py(*overrides, *DIGITS, multirun=True, sweep_dir="sweep", start_new_session=True, env=env)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
             try:
                 runs = store.runs(role="child")
+                epochs = {r.info.run_id: len(epochs_logged(store, r.info.run_id)) for r in runs}
             except Exception:  # the store is being created
                 continue
             done = [r for r in runs if r.info.status == "FINISHED"]
-            busy = [r for r in runs if r.info.status == "RUNNING" and len(epochs_logged(store, r.info.run_id)) >= 2]
-            if len(done) >= finished and busy:
+            running = [r for r in runs if r.info.status == "RUNNING"]
+            finishing = {r.info.run_id for r in running if epochs[r.info.run_id] == EPOCHS}
+            busy = [
+                r for r in running if epochs[r.info.run_id] >= 2 and (release is None or r.info.run_id not in finishing)
+            ]
+            if len(done) >= finished and busy and (finishing or release is None):
                 os.killpg(process.pid, signum)
+                if release is not None:
+                    release.touch()
                 break
         output, _ = process.communicate(timeout=180)
     finally:
@@ -104,7 +117,10 @@ def check_continued(
 def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launcher, signum, values):
     grid = [*launcher, "model.dropout=0.0,0.5", *values, f"trainer.epochs={EPOCHS}"]
     jobs = 2 * len(values[0].split("=")[1].split(","))
-    stopped = stop_mid_sweep(tmp_store, signum, *grid)
+    # In one process, killed while the second job is being finished in the
+    # background and the third trains.
+    env, release = paused_finishing(tmp_store.root / "paused", 2) if not launcher else (None, None)
+    stopped = stop_mid_sweep(tmp_store, signum, *grid, env=env, release=release)
     [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
     before = tmp_store.runs(role="child")
@@ -123,6 +139,16 @@ def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launch
     done = run(tmp_store, f"resume={parent_id}", sweep_dir="continued")
 
     check_continued(tmp_store, before, before_epochs, jobs, done, "continued")
+    if release is not None:  # the run killed while being finished: tested and recorded in its own run now
+        [killed_finishing] = [
+            r.info.run_id for r in before if r.info.status == "RUNNING" and before_epochs[r.info.run_id] == EPOCHS
+        ]
+        continued = tmp_store.client().get_run(killed_finishing)
+        assert continued.data.tags["resumed_from_epoch"] == str(EPOCHS)
+        assert "test_accuracy" in continued.data.metrics
+        assert "plots/confusion_matrix.png" in {
+            a.path for a in tmp_store.client().list_artifacts(killed_finishing, "plots")
+        }
     output = done.stdout + done.stderr
     assert f"continuing sweep {parent.data.tags['sweep_id']} (parent MLflow run {parent_id}): {jobs} jobs" in output
     if launcher:  # the recorded launcher, not the default in-process one
@@ -131,14 +157,19 @@ def test_a_stopped_sweep_continues_to_one_finished_run_per_job(tmp_store, launch
 
 def test_extending_a_sweep_runs_only_the_new_jobs_and_a_finished_one_trains_nothing(tmp_store):
     grid = ["model.dropout=0.0,0.5", "trainer.seed=1", f"trainer.epochs={EPOCHS}"]
-    stopped = stop_mid_sweep(tmp_store, signal.SIGINT, *grid)
+    # Ctrl-C while the first job is being finished in the background and the second trains.
+    env, release = paused_finishing(tmp_store.root / "paused", 1)
+    stopped = stop_mid_sweep(tmp_store, signal.SIGINT, *grid, finished=0, env=env, release=release)
     [parent] = tmp_store.runs(role="parent")
     parent_id = parent.info.run_id
     assert f"python run.py resume={parent_id} tracking.uri={tmp_store.uri}" in stopped.stdout
 
     stopped_runs = tmp_store.runs(role="child")
-    # Ctrl-C to an in-process sweep leaves no run RUNNING: the job under way is KILLED.
+    # Ctrl-C to an in-process sweep leaves no run RUNNING: the job under way is
+    # KILLED; the one being finished, whose training was done, is finished first.
     assert sorted(r.info.status for r in stopped_runs) == ["FINISHED", "KILLED"], [r.info.status for r in stopped_runs]
+    [finished] = [r for r in stopped_runs if r.info.status == "FINISHED"]
+    assert "test_accuracy" in finished.data.metrics and "failure_reason" not in finished.data.tags
     stopped_epochs = {r.info.run_id: len(epochs_logged(tmp_store, r.info.run_id)) for r in stopped_runs}
 
     # A changed fixed setting would make the runs incomparable: refused before any job.

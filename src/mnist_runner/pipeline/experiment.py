@@ -15,9 +15,10 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,7 +47,7 @@ from mnist_runner.pipeline.training import (
 from mnist_runner.redaction import redact_override
 from mnist_runner.tracking import learning_figures, links, provenance, records
 from mnist_runner.tracking.epoch_logger import EpochLogger
-from mnist_runner.tracking.runs import tracked_run
+from mnist_runner.tracking.runs import tracked_run, wait_for_finishing
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 class RunResult:
     run_id: str
     experiment_id: str
-    metrics: dict[str, float]
+    metrics: dict[str, float] | None  # None: the run is being finished in a thread
     history: pd.DataFrame
 
 
@@ -68,6 +69,7 @@ def run_experiment(
     extra_tags: Mapping[str, str] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     experiment_id: str | None = None,
+    finish_in_background: bool = False,
 ) -> RunResult:
     """Train and test the configured model; record everything in one MLflow run.
 
@@ -77,6 +79,9 @@ def run_experiment(
     ``fit``: a search's pruning, a benchmark's clock) come from the caller.
     ``experiment_id``: the caller has opened the run's places already
     (``places.open_run_places``, as run.py does before Keras loads).
+    ``finish_in_background``: once trained, the run is tested, recorded and
+    closed in a thread (``TrackedRun.finish_in_background``) and this returns
+    at once, without metrics: a sweep's next job trains meanwhile.
     """
     schema.validate(cfg)
     data, trainer, track = cfg.data, cfg.trainer, cfg.tracking
@@ -84,6 +89,9 @@ def run_experiment(
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", params.summary(cfg))
     if experiment_id is None:
         experiment_id = open_run_places(cfg)
+    # An earlier job still being finished may be running its model: the
+    # session is reset and seeded only once it no longer does.
+    wait_for_finishing(released_only=True)
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"), backend.of_config(cfg))
@@ -140,11 +148,20 @@ def run_experiment(
 
         folder = checkpoint_folder(cfg, run_id)
         history, seconds = train(cfg, model, split, dataset.num_classes, folder, resume, initial_epoch, callbacks)
+        if finish_in_background:
+            run.finish_in_background(
+                lambda release: test_and_record(cfg, model, dataset, split, history, seconds, inputs["test"], release),
+                lambda metrics: finished(RunResult(run_id, experiment_id, metrics, history), folder, track),
+            )
+            return RunResult(run_id, experiment_id, None, history)
         metrics = test_and_record(cfg, model, dataset, split, history, seconds, inputs["test"])
+    return finished(RunResult(run_id, experiment_id, metrics, history), folder, track)
+
+
+def finished(result: RunResult, folder: Path | None, track: DictConfig) -> RunResult:
+    """After the run closed FINISHED: its checkpoints are no longer needed, and the console gets its result."""
     if folder:
         checkpoints.remove(folder)
-
-    result = RunResult(run_id=run_id, experiment_id=experiment_id, metrics=metrics, history=history)
     log.info("%s", summary_line(result, track))
     return result
 
@@ -201,10 +218,13 @@ def test_and_record(
     history: pd.DataFrame,
     seconds: float,
     test_input,
+    release: Callable[[], None] = lambda: None,
 ) -> dict[str, float]:
     """Score the test set and record the results: the history, the model with
     its card and summary, the final metrics (the test ones linked to the
-    model and the test data) and the confusion matrix."""
+    model and the test data) and the confusion matrix. ``release()`` is
+    called once the model is no longer run, before the drawing and writing
+    (see ``finish_in_background``)."""
     trainer, track = cfg.trainer, cfg.tracking
     # The test set is predicted in a thread while the history is logged: the
     # backend computes outside Python's interpreter lock.
@@ -230,18 +250,17 @@ def test_and_record(
     card = model_card(cfg, dataset, split, metrics, model, per_class)
     # The model first, so that its test metrics and data set can be linked to it.
     model_id = records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
-    records.log_model_description(records.model_summary(model), card)
+    summary = records.model_summary(model)
+    # Shaped as the data set's images whatever the model does with them (a dense model flattens).
+    images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
+    conv = learning_figures.first_conv_view(model, images, dataset.y_test)
+    release()
+    records.log_model_description(summary, card)
     records.log_test_results(
         metrics, dataset.y_test, tested.predicted, dataset.num_classes, model_id=model_id, test_input=test_input
     )
     records.log_learning_pictures(
-        model,
-        (dataset.x_test, dataset.y_test),
-        dataset.image_shape,
-        dataset.pixel_max,
-        tested.predicted,
-        tested.probabilities,
-        names,
+        (images, dataset.y_test), dataset.pixel_max, tested.predicted, tested.probabilities, names, conv
     )
     return metrics
 

@@ -171,6 +171,7 @@ class SweepCallback(Callback):
         info = parent.read_sweep_info(sweep_dir)
         if info is None:
             return
+        parent.wait_for_finishing_job()
         # Every job has returned: a run still RUNNING lost its process (the OOM killer, a lost node).
         parent.close_children(info, "process died: its job ended without closing the run")
         if not info.jobs:  # a search: its study says what is left to do

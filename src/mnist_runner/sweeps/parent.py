@@ -236,6 +236,15 @@ def discard_active() -> str | None:
     return info.parent_run_id
 
 
+def wait_for_finishing_job() -> None:
+    """Wait for the job this process is finishing in a thread (its test set
+    and records, ``TrackedRun.finish_in_background``): its training is done,
+    so it ends FINISHED, not KILLED by the sweep's end."""
+    from mnist_runner.tracking import runs  # MLflow: imported once a sweep is under way
+
+    runs.wait_for_finishing()
+
+
 def close_children(info: SweepInfo, reason: str, wait_seconds: float = 0) -> int:
     """End the sweep's child runs that are still RUNNING, KILLED with ``reason``,
     once their processes are gone (waiting up to ``wait_seconds`` for that:
@@ -326,6 +335,7 @@ def end_early(status: str, reason: str, child_reason: str) -> SweepEnd | None:
     if info is None:
         return None
     try:
+        wait_for_finishing_job()
         cancelled = cancel_cluster_jobs(info)
         if cancelled:
             # Nothing of the sweep may write after the command has ended.

@@ -199,6 +199,33 @@ def filters_figure(kernel: np.ndarray, layer_name: str) -> Figure:
     return figure
 
 
+@dataclass(frozen=True)
+class ConvView:
+    """What the pictures of a model's first convolution show, as plain arrays:
+    its kernel, and its maps of a few test images (``chosen``)."""
+
+    layer_name: str
+    kernel: np.ndarray
+    chosen: np.ndarray
+    maps: np.ndarray
+
+
+def first_conv_view(model: keras.Model, images: np.ndarray, y_true: np.ndarray) -> ConvView | None:
+    """The model's first convolution seen on the test ``images`` (shaped as
+    the data set's), or None for a model without one. Computed apart from
+    the drawing: this part runs the model, the drawing needs only arrays."""
+    conv = first_conv_layer(model)
+    if conv is None:
+        return None
+    chosen = feature_map_indices(y_true)
+    return ConvView(
+        conv.name,
+        np.asarray(conv.kernel.numpy(), dtype=np.float32),
+        chosen,
+        feature_maps(model, conv, images[chosen]),
+    )
+
+
 def feature_maps(model: keras.Model, layer: keras.layers.Layer, images: np.ndarray) -> np.ndarray:
     """``layer``'s outputs for a few raw ``images``, called directly (no
     ``predict``: for a handful of images that is the faster way)."""

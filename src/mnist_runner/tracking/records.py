@@ -88,42 +88,35 @@ def class_metrics(per_class: pd.DataFrame) -> dict[str, float]:
 
 
 def log_learning_pictures(
-    model: keras.Model,
     test: tuple[np.ndarray, np.ndarray],
-    image_shape: Sequence[int],
     pixel_max: int,
     y_pred: np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
+    conv: learning_figures.ConvView | None,
 ) -> None:
     """``plots/misclassified.png`` from the test-set predictions the run has;
     for a model with convolutions also ``plots/filters.png`` and
-    ``plots/feature_maps.png`` (its first convolution, on a few test images).
-    ``test`` is the test images and labels, ``image_shape`` and ``pixel_max``
-    the data set's (plain values: tracking does not depend on ``datasets``).
+    ``plots/feature_maps.png`` (``conv``: its first convolution, on a few test
+    images). ``test`` is the test images, shaped as the data set's (a dense
+    model flattens them itself), and labels; ``pixel_max`` the data set's.
 
     Drawn here, not in a thread: the drawing holds Python's interpreter lock
     nearly all the time, so a thread would slow the logging beside it by as
     much as it saved (measured; see docs/what-a-run-records.md).
     """
-    # Shaped as the data set's images whatever the model does with them (a dense model flattens).
-    x_test, y_test = test
-    images = np.reshape(x_test, (-1, *image_shape))
+    images, y_test = test
     wrong = learning_figures.misclassified_indices(y_test, y_pred, probabilities)
     mlflow.log_figure(
         learning_figures.misclassified_figure(images, y_test, y_pred, probabilities, wrong, class_names, pixel_max),
         "plots/misclassified.png",
     )
-    conv = learning_figures.first_conv_layer(model)
     if conv is None:
         return
-    kernel = np.asarray(conv.kernel.numpy(), dtype=np.float32)
-    mlflow.log_figure(learning_figures.filters_figure(kernel, conv.name), "plots/filters.png")
-    chosen = learning_figures.feature_map_indices(y_test)
-    maps = learning_figures.feature_maps(model, conv, images[chosen])
-    labels = [class_names[label] for label in y_test[chosen]]
+    mlflow.log_figure(learning_figures.filters_figure(conv.kernel, conv.layer_name), "plots/filters.png")
+    labels = [class_names[label] for label in y_test[conv.chosen]]
     mlflow.log_figure(
-        learning_figures.feature_maps_figure(images[chosen], maps, labels, conv.name, pixel_max),
+        learning_figures.feature_maps_figure(images[conv.chosen], conv.maps, labels, conv.layer_name, pixel_max),
         "plots/feature_maps.png",
     )
 

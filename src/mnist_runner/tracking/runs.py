@@ -9,18 +9,23 @@ What if the process cannot close its run? Killed outright, it leaves the
 liveness tags and heartbeat that let the next process close it
 (``liveness``). With a store that stops accepting writes, the final state is
 kept locally and written later (``pending``), and the user gets one line.
+
+In a sweep run in one process, a job's run can be finished in a thread
+(``TrackedRun.finish_in_background``): its test set and records are done
+while the next job trains, and the thread closes the run as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator, Mapping
+import threading
+from typing import Any, Callable, Iterator, Mapping
 
 import mlflow
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from mlflow.tracking import MlflowClient, fluent
 from sqlalchemy.exc import SQLAlchemyError
 
 from mnist_runner import signals
@@ -42,7 +47,7 @@ def tracked_run(
     resume_run_id: str | None = None,
     description: str | None = None,
     system_metrics_interval: float | None = None,
-) -> Iterator[mlflow.ActiveRun]:
+) -> Iterator[TrackedRun]:
     """One MLflow run, always closed (see above). In a sweep it is a child of
     the sweep's parent run; ``resume_run_id`` reopens an interrupted run.
     ``description`` shows at the top of the run's page; with
@@ -72,11 +77,15 @@ def tracked_run(
                 log_system_metrics=bool(system_metrics_interval),
             )
     heartbeat = liveness.Heartbeat(uri, run.info.run_id).start()
+    tracked = TrackedRun(run, uri, heartbeat)
     status, reason, cause = "FINISHED", None, None
     try:
-        yield run
-        signals.raise_if_pending()  # a stop signal whose exception Python dropped
+        yield tracked
+        if not tracked.handed_over:
+            signals.raise_if_pending()  # a stop signal whose exception Python dropped
     except BaseException as error:
+        if tracked.handed_over:  # its thread closes the run; the stop is this process's
+            raise
         # A stop signal is the reason, whatever error it surfaced as.
         cause = signals.take_pending_stop() or error
         status, reason = final_state(cause)
@@ -86,8 +95,103 @@ def tracked_run(
             raise cause from error
         raise
     finally:
-        heartbeat.stop()
-        close(uri, run.info.run_id, status, reason, cause)
+        if not tracked.handed_over:
+            heartbeat.stop()
+            close(uri, run.info.run_id, status, reason, cause)
+
+
+class TrackedRun:
+    """What ``tracked_run`` yields: the MLflow run (its ``info``, ``data``),
+    which the caller may hand to a thread to finish."""
+
+    def __init__(self, active: mlflow.ActiveRun, uri: str, heartbeat: liveness.Heartbeat):
+        self.active, self.uri, self.heartbeat = active, uri, heartbeat
+        self.handed_over = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.active, name)
+
+    def finish_in_background(self, work: Callable[[Callable[[], None]], Any], then: Callable[[Any], None]) -> None:
+        """Let a thread finish the run while this one goes on (a sweep's next
+        job): ``work(release)`` runs there with the run active, and calls
+        ``release()`` once it no longer needs what the next job resets (the
+        Keras backend's state; ``wait_for_finishing(released_only=True)``);
+        the thread then closes the run as ``tracked_run`` would, FINISHED, or
+        FAILED with its error as the reason, and after a FINISHED one calls
+        ``then(what work returned)``. Its heartbeat beats until then. One run
+        is finished at a time: an earlier one is waited for first.
+
+        A stop signal noted during training ends the run here instead, KILLED
+        as usual; one that comes later stops this thread only: the thread
+        finishes the run, whose training was complete, and whoever ends the
+        sweep waits for it (``wait_for_finishing``)."""
+        global _finishing
+        signals.raise_if_pending()
+        wait_for_finishing()
+        # MLflow keeps the active runs in a stack per thread and has no public
+        # call that takes a run off it but ``end_run``, which would close it:
+        # the run moves from this thread's stack to the finishing thread's.
+        stack = fluent._active_run_stack.get()
+        if not stack or stack[-1].info.run_id != self.info.run_id:
+            raise RuntimeError(f"run {self.info.run_id} is not this thread's active MLflow run")
+        stack.pop()
+        self.handed_over = True
+        _finishing = Finishing(self, work, then)
+
+
+class Finishing:
+    """A run being finished in a thread (``TrackedRun.finish_in_background``).
+    Not a daemon thread: a process that exits without waiting for it still
+    lets it close the run."""
+
+    def __init__(self, tracked: TrackedRun, work: Callable, then: Callable[[Any], None]):
+        self.run_id = tracked.info.run_id
+        self.released = threading.Event()
+        self.thread = threading.Thread(
+            target=self._finish, args=(tracked, work, then), name=f"finishing-{self.run_id[:8]}"
+        )
+        self.thread.start()
+
+    def _finish(self, tracked: TrackedRun, work: Callable, then: Callable[[Any], None]) -> None:
+        fluent._active_run_stack.get().append(tracked.active)  # this thread's stack (see above)
+        status, reason, cause, result = "FINISHED", None, None, None
+        try:
+            result = work(self.released.set)
+        except BaseException as error:
+            status, reason = final_state(error)
+            cause = error
+            log.error("run %s failed while its results were recorded: %s", self.run_id, error, exc_info=True)
+        finally:
+            self.released.set()
+            tracked.heartbeat.stop()
+        try:
+            close(tracked.uri, self.run_id, status, reason, cause)
+        except StoreWriteError as error:
+            log.error("%s", error)
+            return
+        if status == "FINISHED":
+            try:
+                then(result)
+            except Exception as error:  # the run stands as closed; what is left over is said
+                log.error("run %s finished, but what follows it failed: %s", self.run_id, error, exc_info=True)
+
+
+_finishing: Finishing | None = None
+
+
+def wait_for_finishing(released_only: bool = False) -> None:
+    """Wait for the run this process is finishing in a thread, if any: until
+    it is closed, or with ``released_only`` until it has released what the
+    next job resets. A stop signal interrupts the wait."""
+    global _finishing
+    finishing = _finishing
+    if finishing is None:
+        return
+    if released_only:
+        finishing.released.wait()
+        return
+    finishing.thread.join()
+    _finishing = None
 
 
 def final_state(error: BaseException) -> tuple[str, str]:
