@@ -37,6 +37,7 @@ from mnist_runner.pipeline.resume import Resume, checkpoint_folder
 from mnist_runner.pipeline.session import prepare_session
 from mnist_runner.pipeline.splits import Split, split_training_data
 from mnist_runner.pipeline.training import (
+    TestResults,
     compile_model,
     fit,
     history_frame,
@@ -226,19 +227,24 @@ def test_and_record(
     called once the model is no longer run, before the drawing and writing
     (see ``finish_in_background``)."""
     trainer, track = cfg.trainer, cfg.tracking
-    # The test set is predicted in a thread while the history is logged: the
-    # backend computes outside Python's interpreter lock.
+    # Shaped as the data set's images whatever the model does with them (a dense model flattens).
+    images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
+
+    eval_batch_size = trainer.get("eval_batch_size", trainer.batch_size)
+
+    def run_model() -> tuple[TestResults, learning_figures.ConvView | None]:
+        tested = predict_test_set(model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size)
+        conv = learning_figures.first_conv_view(model, images, dataset.y_test)
+        if not track.log_model:  # the last use of the model
+            release()
+        return tested, conv
+
+    # The model runs in a thread while the history is logged: the backend
+    # computes outside Python's interpreter lock.
     with ThreadPoolExecutor(1, thread_name_prefix="test-set") as pool:
-        testing = pool.submit(
-            predict_test_set,
-            model,
-            dataset.x_test,
-            dataset.y_test,
-            dataset.num_classes,
-            trainer.get("eval_batch_size", trainer.batch_size),
-        )
+        running = pool.submit(run_model)
         records.log_history(history)
-        tested = testing.result()
+        tested, conv = running.result()
     names = class_names(dataset.name, dataset.num_classes)
     per_class = learning_figures.class_accuracy(dataset.y_test, tested.predicted, names)
     metrics = {
@@ -250,11 +256,8 @@ def test_and_record(
     card = model_card(cfg, dataset, split, metrics, model, per_class)
     # The model first, so that its test metrics and data set can be linked to it.
     model_id = records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
+    release()  # the model's layer table below reads no tensor
     summary = records.model_summary(model)
-    # Shaped as the data set's images whatever the model does with them (a dense model flattens).
-    images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
-    conv = learning_figures.first_conv_view(model, images, dataset.y_test)
-    release()
     records.log_model_description(summary, card)
     records.log_test_results(
         metrics, dataset.y_test, tested.predicted, dataset.num_classes, model_id=model_id, test_input=test_input

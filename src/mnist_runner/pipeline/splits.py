@@ -13,13 +13,17 @@ def stratified_subset(x: np.ndarray, y: np.ndarray, size: int, seed: int) -> tup
         raise ValueError(f"data.train_samples={size}: must be between 1 and {len(y)} (the training set size)")
     if size == len(y):
         return x, y
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import StratifiedShuffleSplit
 
+    # The indices that ``train_test_split(x, y, train_size=size, stratify=y,
+    # random_state=seed)`` picks, without the copy of the rest of the images
+    # it also makes (~0.15 s a job for MNIST, then thrown away).
+    chooser = StratifiedShuffleSplit(n_splits=1, test_size=len(y) - size, train_size=size, random_state=seed)
     try:
-        x_sub, _, y_sub, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
+        chosen, _ = next(chooser.split(np.zeros(len(y)), y))
     except ValueError as error:  # fewer samples than classes
         raise ValueError(f"data.train_samples={size}: too small to hold every class ({error})") from error
-    return x_sub, y_sub
+    return x[chosen], y[chosen]
 
 
 def holdout(

