@@ -205,11 +205,13 @@ def test_a_run_finished_in_a_thread_while_the_next_one_runs(run):
     temp, _, _, _, experiment_id = run
     mlflow.end_run()
     before = heartbeats()
-    go, results = threading.Event(), []
+    go, written, results = threading.Event(), threading.Event(), []
 
-    def work(release):
+    def work(pace):
         mlflow.log_metric("test_accuracy", 0.9)  # into the run handed over, from its thread
-        release()
+        pace.model_done()
+        pace.wait_to_write()  # until the next job trains
+        written.set()
         go.wait(60)
         return {"test_accuracy": 0.9}
 
@@ -221,6 +223,9 @@ def test_a_run_finished_in_a_thread_while_the_next_one_runs(run):
     assert len(heartbeats()) == len(before) + 1  # its heartbeat beats on
     assert mlflow.active_run() is None and results == []
     with runs.tracked_run(experiment_id, "second", {}) as second:  # the next job, meanwhile
+        assert not written.wait(0.5)  # its set-up is not competed with
+        runs.next_job_trains()
+        assert written.wait(10)
         mlflow.log_metric("loss", 1.0)
     assert client.get_run(first.info.run_id).info.status == "RUNNING"
 
@@ -238,7 +243,7 @@ def test_a_run_that_fails_while_finished_in_a_thread(run, caplog):
     mlflow.end_run()
     results = []
 
-    def work(release):
+    def work(pace):
         raise OSError(28, "No space left on device")
 
     with runs.tracked_run(experiment_id, "first", {}) as first:
@@ -260,7 +265,7 @@ def test_a_stop_noted_during_training_ends_the_run_before_it_is_handed_over(run,
         with runs.tracked_run(experiment_id, "first", {}) as first:
             with signals.stops_deferred():
                 signals.raise_interrupted(signal.SIGINT, None)  # noted, as during training
-            first.finish_in_background(lambda release: None, lambda result: None)
+            first.finish_in_background(lambda pace: None, lambda result: None)
     runs.wait_for_finishing()
     ended = temp.client().get_run(first.info.run_id)
     assert ended.info.status == "KILLED" and ended.data.tags["failure_reason"] == "interrupted"

@@ -15,7 +15,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -48,7 +48,7 @@ from mnist_runner.pipeline.training import (
 from mnist_runner.redaction import redact_override
 from mnist_runner.tracking import learning_figures, links, provenance, records
 from mnist_runner.tracking.epoch_logger import EpochLogger
-from mnist_runner.tracking.runs import tracked_run, wait_for_finishing
+from mnist_runner.tracking.runs import IN_PLACE, Pace, next_job_trains, tracked_run, wait_for_finishing
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +90,16 @@ def run_experiment(
     log.info("config (overrides: %s):\n%s", shown_overrides or "none", params.summary(cfg))
     if experiment_id is None:
         experiment_id = open_run_places(cfg)
-    # An earlier job still being finished may be running its model: the
-    # session is reset and seeded only once it no longer does.
+    # The data first: plain NumPy (the subset has its own seeded generator),
+    # done while an earlier sweep job, if one is being finished, still runs its model.
+    dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
+    split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
+    rescale = fit_preprocessing(cfg.preprocess.name, split.x_train, dataset.pixel_max)
+    # The session is reset and seeded only once that model no longer runs.
     wait_for_finishing(released_only=True)
     # .get: a resumed run logged before these options existed goes on as it ran
     # (its checkpoint keeps how it was compiled).
     prepare_session(trainer.seed, trainer.deterministic, trainer.get("precision", "float32"), backend.of_config(cfg))
-
-    dataset = load_dataset(data.name, data.path, DATA_CACHE_DIR)
-    split = split_training_data(dataset, data.train_samples, trainer.validation_split, trainer.seed)
-    rescale = fit_preprocessing(cfg.preprocess.name, split.x_train, dataset.pixel_max)
     # .get: configs composed before the option existed (tests' own).
     lr_schedule = trainer.get("lr_schedule", "constant")
     total_steps = trainer.epochs * math.ceil(len(split.y_train) / trainer.batch_size)
@@ -151,7 +151,7 @@ def run_experiment(
         history, seconds = train(cfg, model, split, dataset.num_classes, folder, resume, initial_epoch, callbacks)
         if finish_in_background:
             run.finish_in_background(
-                lambda release: test_and_record(cfg, model, dataset, split, history, seconds, inputs["test"], release),
+                lambda pace: test_and_record(cfg, model, dataset, split, history, seconds, inputs["test"], pace),
                 lambda metrics: finished(RunResult(run_id, experiment_id, metrics, history), folder, track),
             )
             return RunResult(run_id, experiment_id, None, history)
@@ -185,7 +185,11 @@ def train(
     # whose logging was cut short, and never logs one twice.
     done_rows = resume.checkpoint.history if resume and resume.checkpoint else []
     all_callbacks = [EpochCheckpoint(folder, done_rows)] if folder else []
-    all_callbacks += [EpochLogger(), *callbacks]
+    # An earlier sweep job's run, finished in a thread, draws and writes once
+    # this training is under way (its first steps traced and run), not during
+    # the set-up or tracing, which hold Python's interpreter lock as drawing does.
+    trains = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: next_job_trains())
+    all_callbacks += [EpochLogger(), trains, *callbacks]
     try:
         fitted = fit(
             model,
@@ -219,13 +223,13 @@ def test_and_record(
     history: pd.DataFrame,
     seconds: float,
     test_input,
-    release: Callable[[], None] = lambda: None,
+    pace: Pace = IN_PLACE,
 ) -> dict[str, float]:
     """Score the test set and record the results: the history, the model with
     its card and summary, the final metrics (the test ones linked to the
-    model and the test data) and the confusion matrix. ``release()`` is
-    called once the model is no longer run, before the drawing and writing
-    (see ``finish_in_background``)."""
+    model and the test data) and the confusion matrix. ``pace``: in a run
+    finished in a thread, when the model is done and when to draw and write
+    (``TrackedRun.finish_in_background``)."""
     trainer, track = cfg.trainer, cfg.tracking
     # Shaped as the data set's images whatever the model does with them (a dense model flattens).
     images = np.reshape(dataset.x_test, (-1, *dataset.image_shape))
@@ -236,13 +240,14 @@ def test_and_record(
         tested = predict_test_set(model, dataset.x_test, dataset.y_test, dataset.num_classes, eval_batch_size)
         conv = learning_figures.first_conv_view(model, images, dataset.y_test)
         if not track.log_model:  # the last use of the model
-            release()
+            pace.model_done()
         return tested, conv
 
     # The model runs in a thread while the history is logged: the backend
     # computes outside Python's interpreter lock.
     with ThreadPoolExecutor(1, thread_name_prefix="test-set") as pool:
         running = pool.submit(run_model)
+        pace.wait_to_write()
         records.log_history(history)
         tested, conv = running.result()
     names = class_names(dataset.name, dataset.num_classes)
@@ -256,7 +261,7 @@ def test_and_record(
     card = model_card(cfg, dataset, split, metrics, model, per_class)
     # The model first, so that its test metrics and data set can be linked to it.
     model_id = records.log_model(model, dataset.x_test[:5], card, tested.probabilities[:5]) if track.log_model else None
-    release()  # the model's layer table below reads no tensor
+    pace.model_done()  # the model's layer table below reads no tensor
     summary = records.model_summary(model)
     records.log_model_description(summary, card)
     records.log_test_results(

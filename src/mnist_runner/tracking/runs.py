@@ -111,15 +111,14 @@ class TrackedRun:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.active, name)
 
-    def finish_in_background(self, work: Callable[[Callable[[], None]], Any], then: Callable[[Any], None]) -> None:
+    def finish_in_background(self, work: Callable[[Pace], Any], then: Callable[[Any], None]) -> None:
         """Let a thread finish the run while this one goes on (a sweep's next
-        job): ``work(release)`` runs there with the run active, and calls
-        ``release()`` once it no longer needs what the next job resets (the
-        Keras backend's state; ``wait_for_finishing(released_only=True)``);
-        the thread then closes the run as ``tracked_run`` would, FINISHED, or
-        FAILED with its error as the reason, and after a FINISHED one calls
-        ``then(what work returned)``. Its heartbeat beats until then. One run
-        is finished at a time: an earlier one is waited for first.
+        job): ``work(pace)`` runs there with the run active (see ``Pace`` for
+        how it keeps out of the next job's way); the thread then closes the
+        run as ``tracked_run`` would, FINISHED, or FAILED with its error as
+        the reason, and after a FINISHED one calls ``then(what work
+        returned)``. Its heartbeat beats until then. One run is finished at
+        a time: an earlier one is waited for first.
 
         A stop signal noted during training ends the run here instead, KILLED
         as usual; one that comes later stops this thread only: the thread
@@ -139,24 +138,47 @@ class TrackedRun:
         _finishing = Finishing(self, work, then)
 
 
-class Finishing:
+class Pace:
+    """How the work of a run finished in a thread keeps out of the next job's
+    way; for a run finished in place, both calls return at once."""
+
+    def model_done(self) -> None:
+        """The model is no longer run: the next job may reset and seed the
+        backend's session (it waits for this: ``wait_for_finishing(released_only=True)``)."""
+
+    def wait_to_write(self) -> None:
+        """Returns once the next job trains (``next_job_trains``) or the sweep
+        ends: the drawing and writing hold Python's interpreter lock, as the
+        next job's set-up does, so they are done beside its training."""
+
+
+IN_PLACE = Pace()  # a run finished where it trained
+
+
+class Finishing(Pace):
     """A run being finished in a thread (``TrackedRun.finish_in_background``).
     Not a daemon thread: a process that exits without waiting for it still
     lets it close the run."""
 
-    def __init__(self, tracked: TrackedRun, work: Callable, then: Callable[[Any], None]):
+    def __init__(self, tracked: TrackedRun, work: Callable[[Pace], Any], then: Callable[[Any], None]):
         self.run_id = tracked.info.run_id
-        self.released = threading.Event()
+        self.released, self.may_write = threading.Event(), threading.Event()
         self.thread = threading.Thread(
             target=self._finish, args=(tracked, work, then), name=f"finishing-{self.run_id[:8]}"
         )
         self.thread.start()
 
-    def _finish(self, tracked: TrackedRun, work: Callable, then: Callable[[Any], None]) -> None:
+    def model_done(self) -> None:
+        self.released.set()
+
+    def wait_to_write(self) -> None:
+        self.may_write.wait()
+
+    def _finish(self, tracked: TrackedRun, work: Callable[[Pace], Any], then: Callable[[Any], None]) -> None:
         fluent._active_run_stack.get().append(tracked.active)  # this thread's stack (see above)
         status, reason, cause, result = "FINISHED", None, None, None
         try:
-            result = work(self.released.set)
+            result = work(self)
         except BaseException as error:
             status, reason = final_state(error)
             cause = error
@@ -179,6 +201,13 @@ class Finishing:
 _finishing: Finishing | None = None
 
 
+def next_job_trains() -> None:
+    """Called as the next job's training runs: the run being finished, if
+    any, may draw and write now (``Pace.wait_to_write``)."""
+    if _finishing is not None:
+        _finishing.may_write.set()
+
+
 def wait_for_finishing(released_only: bool = False) -> None:
     """Wait for the run this process is finishing in a thread, if any: until
     it is closed, or with ``released_only`` until it has released what the
@@ -190,6 +219,7 @@ def wait_for_finishing(released_only: bool = False) -> None:
     if released_only:
         finishing.released.wait()
         return
+    finishing.may_write.set()
     finishing.thread.join()
     _finishing = None
 
