@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import OmegaConf
 
-from hydra_plugins.mnist_runner_grid.grid_sweeper import GridSweeper
+from hydra_plugins.mnist_runner_grid import grid_sweeper
 from mnist_runner.sweeps import parent
 
 BATCH = [["model.dropout=0.0"], ["model.dropout=0.5"]]
@@ -24,7 +24,10 @@ class CountingLoader:
 
 @pytest.fixture
 def sweeper():
-    grid = GridSweeper(max_batch_size=None)
+    # Through the module, not a name imported at collection: Hydra's plugin
+    # scan (a run in this process) executes the plugin modules again, and
+    # Hydra's BasicSweeper then names its class anew.
+    grid = grid_sweeper.GridSweeper(max_batch_size=None)
     grid.hydra_context = SimpleNamespace(config_loader=CountingLoader())
     grid.config = OmegaConf.create({})
     return grid

@@ -132,11 +132,12 @@ def digits_runs(tmp_path_factory):
     """A CNN (2 epochs: about two thirds right, so more than a grid of mistakes)
     and a dense model (1 epoch) on the digits, into one store; what the CNN
     run handed to each of its three pictures, and how often its test images
-    were predicted."""
+    were predicted (by the run's pass over them, or Keras' predict)."""
     import keras
 
     from mnist_runner import train
     from mnist_runner.datasets.loader import load_dataset
+    from mnist_runner.pipeline import experiment
 
     store = TempStore(tmp_path_factory.mktemp("learning_figures"))
     shutil.copyfile(store_template(), store.db)
@@ -148,6 +149,7 @@ def digits_runs(tmp_path_factory):
         learning_figures.feature_maps_figure,
         keras.Model.predict,
     )
+    real_test_set = experiment.predict_test_set
 
     def grid(*args):
         seen["grid"] = args
@@ -161,10 +163,17 @@ def digits_runs(tmp_path_factory):
         seen["maps"] = args
         return real_maps(*args)
 
-    def predict(self, x, *args, **kwargs):
+    def counted(x):
         if len(x) == len(x_test) and np.array_equal(x, x_test):
             predicted.append(len(x))
+
+    def predict(self, x, *args, **kwargs):
+        counted(x)
         return real_predict(self, x, *args, **kwargs)
+
+    def predict_test_set(model, x, *args, **kwargs):  # the run's own pass over the test set
+        counted(x)
+        return real_test_set(model, x, *args, **kwargs)
 
     common = ["data=digits", "tracking.system_metrics=false", *store.overrides()]
     with pytest.MonkeyPatch.context() as patch:
@@ -173,6 +182,7 @@ def digits_runs(tmp_path_factory):
         patch.setattr(learning_figures, "filters_figure", filters)
         patch.setattr(learning_figures, "feature_maps_figure", maps)
         patch.setattr(keras.Model, "predict", predict)
+        patch.setattr(experiment, "predict_test_set", predict_test_set)
         cnn = train(["model=cnn", "trainer.epochs=2", *common])
         cnn_seen, cnn_predicted = dict(seen), list(predicted)
         dense = train(["model=dense", "trainer.epochs=1", "tracking.log_model=false", *common])
