@@ -19,8 +19,6 @@ from hydra.core.config_store import ConfigStore
 from mnist_runner.sweeps import parent
 
 
-# No `from __future__ import annotations`: Hydra's plugin scan runs this module
-# outside sys.modules, where dataclasses cannot resolve string annotations.
 @dataclass
 class GridSweeperConf(basic_sweeper.BasicSweeperConf):
     _target_: str = "hydra_plugins.mnist_runner_grid.grid_sweeper.GridSweeper"
