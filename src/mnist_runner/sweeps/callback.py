@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -28,7 +27,7 @@ from mnist_runner import signals
 from mnist_runner.config import backend, schema
 from mnist_runner.errors import EXIT_FAILED, UserError
 from mnist_runner.redaction import redact_override
-from mnist_runner.sweeps import continuation, parent
+from mnist_runner.sweeps import continuation, job_configs, parent
 from mnist_runner.tracking import store, sweep_records
 
 log = logging.getLogger(__name__)
@@ -62,16 +61,18 @@ def expand_grid(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
     return swept, [list(job) for job in itertools.product(*choices.values())]
 
 
-def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[DictConfig]:
+def validate_jobs(config: DictConfig, jobs: list[list[str]]) -> list[DictConfig]:
     """Compose and validate every job's config: one bad value fails the sweep
-    before any job runs. The configs, as the jobs will see them."""
+    before any job runs. The configs, as the jobs will see them (kept for
+    the launcher: ``job_configs``)."""
     configs = []
-    for job in jobs:
-        try:
-            configs.append(compose(config_name=config_name, overrides=job))
-            schema.validate(configs[-1])
-        except UserError as error:
-            raise type(error)(f"sweep job {' '.join(job)}: {error}") from error
+    with job_configs.files_read_once():
+        for job in jobs:
+            try:
+                configs.append(job_configs.compose_job(config, job))
+                schema.validate(configs[-1])
+            except UserError as error:
+                raise type(error)(f"sweep job {' '.join(job)}: {error}") from error
     return configs
 
 
@@ -130,12 +131,17 @@ class SweepCallback(Callback):
             swept, jobs = expand_grid(overrides)
             if any(key.lstrip("+~").startswith("tracking.") for key in swept):
                 raise UserError("tracking.* cannot be swept: all jobs of a sweep log to one store and experiment")
-            configs = validate_jobs(config_name or "config", jobs)
+            configs = validate_jobs(config, jobs)
             backend.check_sweep(backend.sweep_backends(configs), config.hydra.launcher._target_)
             open_sweep(config, overrides, swept, jobs, configs)
         except UserError as error:
             log.error("%s", error)
             sys.exit(error.exit_code)
+        except Exception:
+            # Hydra would only warn and run every job outside the sweep: no
+            # parent run, no report, no continuing it, and exit 0.
+            log.exception("the sweep could not be started; no job was run")
+            sys.exit(EXIT_FAILED)
         info = parent.active()
         sweep_dir = Path(config.hydra.sweep.dir)
         parent.write_sweep_info(sweep_dir, info)
@@ -167,6 +173,7 @@ class SweepCallback(Callback):
             signals.install_handlers()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        job_configs.forget()
         sweep_dir = Path(config.hydra.sweep.dir)
         info = parent.read_sweep_info(sweep_dir)
         if info is None:
