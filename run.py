@@ -94,7 +94,9 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         planned, step = plan(cfg, overrides, resume_id, step)
         # Its folders and store checked before Keras loads: one that cannot be
         # used is refused in a second or two, not after the import.
-        experiment_id = open_run_places(planned[0] if planned is not None else cfg)
+        # A job in the sweep's own process: the sweep has opened the store.
+        opened = sweep.experiment_id if sweep and parent.active() is not None else None
+        experiment_id = open_run_places(planned[0] if planned is not None else cfg, opened)
         runtime.import_keras(cfg.verbose)
         from mnist_runner.pipeline.experiment import run_experiment
     runtime.freeze_loaded_objects()
