@@ -15,7 +15,7 @@ def open_parent(tmp_store):
     """A sweep's parent run, opened as the sweep callback opens it; closed at the end if still open."""
     tracking = SimpleNamespace(uri=tmp_store.uri, experiment="mnist", artifact_location=str(tmp_store.artifacts))
     sweep_dir = tmp_store.root / "sweep"
-    info = parent.start_parent_run(tracking, {"trainer.learning_rate": "interval(0.0001, 0.01)"}, [], 3, sweep_dir)
+    info = parent.start_parent_run(tracking, ["trainer.learning_rate=interval(0.0001, 0.01)"], [], 3, sweep_dir)
     parent.write_sweep_info(sweep_dir, info)
     yield info
     if parent.active() is not None:

@@ -108,8 +108,7 @@ def open_sweep(config: DictConfig, overrides: list[str], swept: list[str], jobs:
     continues = os.environ.pop(continuation.CONTINUES_ENV, None)
     grid = [(continuation.job_key(cfg), job) for cfg, job in zip(configs, jobs)]
     if not continues:
-        sweep_params = dict(override.split("=", 1) for override in overrides)
-        info = parent.start_parent_run(config.tracking, sweep_params, swept, n_jobs, sweep_dir, record)
+        info = parent.start_parent_run(config.tracking, overrides, swept, n_jobs, sweep_dir, record)
         if not search:
             parent.with_jobs(info, continuation.plan_jobs(grid, {}))
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -33,6 +34,8 @@ STOP_WAIT_SECONDS = 30
 # How long a stopped sweep waits for its cancelled SLURM jobs to leave the
 # queue: a job still completing (CG) may still write its run's final state.
 QUEUE_WAIT_SECONDS = 90
+# What MLflow refuses in a param's key (it allows letters, digits, _ - . space : /).
+NOT_IN_A_PARAM_KEY = re.compile(r"[^\w\-. :/]")
 
 
 @dataclass(frozen=True)
@@ -80,9 +83,21 @@ def read_sweep_info(sweep_dir: Path) -> SweepInfo | None:
     return SweepInfo(**json.loads(path.read_text())) if path.is_file() else None
 
 
+def sweep_params(overrides: list[str]) -> dict[str, str]:
+    """The sweep's command-line overrides as the parent run's params,
+    ``sweep.<key>``: a key without Hydra's edit prefix (``+``, ``++``, ``~``),
+    which MLflow refuses in a param's key, as is any character it does not
+    allow (made ``_``). The overrides as written are in the parent's tags."""
+    params = {}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        params[f"sweep.{NOT_IN_A_PARAM_KEY.sub('_', key.lstrip('+~'))}"] = redact(value, key.lstrip("+~"))
+    return params
+
+
 def start_parent_run(
     tracking,
-    sweep_params: dict[str, str],
+    overrides: list[str],
     swept: list[str],
     n_jobs: int,
     sweep_dir: Path,
@@ -93,6 +108,7 @@ def start_parent_run(
     the tags that let the sweep be continued (``continuation``)."""
     global _active, _heartbeat
     import mlflow
+    from mlflow.entities import Param
 
     experiment_id = store.connect(tracking.uri, tracking.experiment, tracking.artifact_location)
     sweep_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -103,9 +119,8 @@ def start_parent_run(
         run_name=f"sweep-{sweep_id}",
         tags={**tags, **provenance.git_tags(), **liveness.process_tags()},
     )
-    for key, value in sweep_params.items():
-        client.log_param(run.info.run_id, f"sweep.{key}", redact(value, key))
-    client.log_param(run.info.run_id, "sweep.jobs", n_jobs)
+    params = {**sweep_params(overrides), "sweep.jobs": str(n_jobs)}
+    client.log_batch(run.info.run_id, params=[Param(key, value) for key, value in params.items()])
     _active = SweepInfo(sweep_id, run.info.run_id, experiment_id, tracking.uri, swept, str(sweep_dir), os.getpid())
     _heartbeat = liveness.Heartbeat(tracking.uri, run.info.run_id).start()
     return _active
