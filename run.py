@@ -89,8 +89,8 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     global LAST_TRACKING_URI
     LAST_TRACKING_URI = cfg.tracking.uri
     # Loading what a run needs makes next to no garbage, and what it loads
-    # lives as long as the process: see runtime.collection_paused.
-    with runtime.collection_paused():
+    # lives as long as the process: see runtime.loading_for_good.
+    with runtime.loading_for_good():
         planned, step = plan(cfg, overrides, resume_id, step)
         # Its folders and store checked before Keras loads: one that cannot be
         # used is refused in a second or two, not after the import.
@@ -99,7 +99,6 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
         experiment_id = open_run_places(planned[0] if planned is not None else cfg, opened)
         runtime.import_keras(cfg.verbose)
         from mnist_runner.pipeline.experiment import run_experiment
-    runtime.freeze_loaded_objects()
 
     # A grid sweep's job in this process (not a search, whose sweeper needs
     # the metrics, nor a job in a worker process that nobody would wait for)

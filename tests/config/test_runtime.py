@@ -25,3 +25,22 @@ def test_collection_is_paused_only_within_and_left_as_it_was():
         assert not gc.isenabled()  # switched off by someone else: left off
     finally:
         gc.enable()
+
+
+def test_what_is_loaded_for_good_is_frozen_before_collection_resumes(monkeypatch):
+    monkeypatch.setattr(runtime, "_frozen", False)
+    collections = []
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
+    try:
+        with runtime.loading_for_good():
+            loaded = [[i] for i in range(50_000)]  # as an import's objects: tracked by the collector
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        # Out of every generation, so that no pass scans them again: frozen,
+        # before the collector ran once.
+        assert collections == []
+        assert gc.get_freeze_count() >= len(loaded)
+        assert not any(obj is loaded[-1] for obj in gc.get_objects(generation=0))
+    finally:
+        gc.callbacks.pop()
+        gc.unfreeze()
