@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_runner import errors, redaction, signals
 from mnist_runner.config import compose, runtime, schema
 from mnist_runner.config.backend import activate, of_config
-from mnist_runner.paths import DEFAULT_TRACKING_URI
+from mnist_runner.paths import DATA_CACHE_DIR, DEFAULT_TRACKING_URI
 from mnist_runner.pipeline.places import open_run_places
 from mnist_runner.sweeps import continuation, parent
 from mnist_runner.tracking import sweep_records
@@ -91,6 +91,10 @@ def train(cfg: DictConfig, overrides: list[str], sweep_dir: Path | None):
     # Loading what a run needs makes next to no garbage, and what it loads
     # lives as long as the process: see runtime.loading_for_good.
     with runtime.loading_for_good():
+        if resume_id is None:  # read while MLflow and Keras load (a resumed run's data is in its logged config)
+            from mnist_runner.datasets.loader import prefetch
+
+            prefetch(cfg.data.name, cfg.data.path, DATA_CACHE_DIR)
         planned, step = plan(cfg, overrides, resume_id, step)
         # Its folders and store checked before Keras loads: one that cannot be
         # used is refused in a second or two, not after the import.
