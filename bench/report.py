@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECTION = "fast_convnet_selection.json"  # bench/select_fast_convnet.py's choice, beside bench.json
@@ -328,6 +329,7 @@ def write_plot(results: dict, path: Path) -> None:
         if all(f["unit"] == "%" for f in figures):  # accuracies near the target: show the top of the scale
             low = min([f["min"] for f in figures] + [f["target"][1] for f in figures if f["target"]])
             ax.set_ylim(low - 0.01, 1.0)
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=2))  # as the bars' labels: 99.07%
         if any(f["unit"] == "points" for f in figures):
             ax.axhline(0, color="black", linewidth=0.5)
         elif all(f["unit"] == "x" for f in figures):  # a ratio of 1: no difference
