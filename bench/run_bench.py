@@ -1,4 +1,4 @@
-"""The benchmark suite: ``make bench`` (about 45 minutes on 2 idle CPU cores).
+"""The benchmark suite: ``make bench`` (about 30 minutes on 2 idle CPU cores).
 
 Every figure compares things measured side by side in this one run; the
 runs of the sides are interleaved (their order rotates from round to round),
