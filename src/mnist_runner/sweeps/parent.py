@@ -85,13 +85,15 @@ def read_sweep_info(sweep_dir: Path) -> SweepInfo | None:
 
 def sweep_params(overrides: list[str]) -> dict[str, str]:
     """The sweep's command-line overrides as the parent run's params,
-    ``sweep.<key>``: a key without Hydra's edit prefix (``+``, ``++``, ``~``),
-    which MLflow refuses in a param's key, as is any character it does not
-    allow (made ``_``). The overrides as written are in the parent's tags."""
+    ``sweep.<key>``, credentials masked. MLflow refuses Hydra's edit
+    prefixes (``+``, ``++``, ``~``) in a param's key: they are dropped, and
+    any other character it refuses becomes ``_``. The overrides as written
+    are in the parent's tags."""
     params = {}
     for override in overrides:
         key, _, value = override.partition("=")
-        params[f"sweep.{NOT_IN_A_PARAM_KEY.sub('_', key.lstrip('+~'))}"] = redact(value, key.lstrip("+~"))
+        key = key.lstrip("+~")
+        params[f"sweep.{NOT_IN_A_PARAM_KEY.sub('_', key)}"] = redact(value, key)
     return params
 
 
